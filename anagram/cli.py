@@ -1,0 +1,140 @@
+"""The `anagram` command line (typer): generate anagrams, list views.
+
+    anagram generate "a digit zero" "a digit eight" --views identity,rotate_180 --num-samples 4
+    anagram generate --from-json out/....json
+    anagram views
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Visual anagrams with diffusion models.")
+console = Console(stderr=True)
+
+
+def fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+def split_views(views: Optional[str]) -> Optional[list[str]]:
+    """``"identity,patch_permute:8"`` -> names/specs; a spec's own commas are kept (``jigsaw:4,seed=3``)."""
+    if not views:
+        return None
+    from .views import available
+
+    names = set(available())
+    parts: list[str] = []
+    for token in views.split(","):
+        token = token.strip()
+        head = token.split(":", 1)[0]
+        if parts and ":" in parts[-1] and head not in names:
+            parts[-1] += "," + token  # a parameter of the previous spec
+        else:
+            parts.append(token)
+    return parts
+
+
+def quiet_library_progress_bars() -> None:
+    """diffusers/transformers draw their own tqdm bars while loading; ours (rich) is the only one shown."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console)
+
+
+@app.command()
+def generate(
+    prompts: List[str] = typer.Argument(None, help="One prompt per view (the subjects, when --style is given)."),
+    views: Optional[str] = typer.Option(None, "--views", help="Comma-separated views, e.g. identity,rotate_180 "
+                                        "or identity,jigsaw:4,seed=3 (see `anagram views`)."),
+    style: Optional[str] = typer.Option(None, help='Prefix shared by every prompt, e.g. "an oil painting of".'),
+    negative: Optional[str] = typer.Option(None, "--negative", help="Negative prompt (unconditional branch)."),
+    model: str = typer.Option("digits", help="'digits' (built in, offline), a hub id or a local folder."),
+    revision: Optional[str] = typer.Option(None, help="Hub revision (branch, tag or commit)."),
+    steps: Optional[int] = typer.Option(None, help="Denoising steps (default: the model's)."),
+    guidance: Optional[float] = typer.Option(None, help="Classifier-free guidance scale (default: the model's)."),
+    seed: int = typer.Option(0, help="Seed of the first sample; sample k uses seed + k."),
+    num_samples: int = typer.Option(1, "--num-samples", "-n", min=1, help="Number of anagrams."),
+    batch_size: int = typer.Option(8, min=1, help="Samples denoised together."),
+    size: Optional[int] = typer.Option(None, help="Image size in pixels (square; default: the model's)."),
+    dtype: str = typer.Option("fp32", help="fp32, fp16 or bf16."),
+    method: str = typer.Option("baseline", help="baseline (plain averaging) or mtl (multi-task method)."),
+    upscaler: Optional[str] = typer.Option(None, help="DeepFloyd IF stage II id/folder, or 'none'."),
+    cpu_offload: bool = typer.Option(False, "--cpu-offload", help="Model CPU offload (accelerate)."),
+    device: Optional[str] = typer.Option(None, help="Device, e.g. cuda (default: cuda if available, else cpu)."),
+    out: Path = typer.Option(Path("outputs"), "--out", help="Output folder."),
+    from_json: Optional[Path] = typer.Option(None, "--from-json", help="Regenerate a sample from its JSON sidecar."),
+):
+    """Generate anagrams: an image, a strip of its views and a JSON sidecar for every sample."""
+    import torch
+
+    from .generate import Generator, Request, request_from_record, save_sample
+    from .loading import ModelLoadError
+    from .views import ViewError
+
+    if from_json is not None:
+        if not from_json.is_file():
+            fail(f"no such JSON file: {from_json}")
+        request, seed = request_from_record(json.loads(from_json.read_text()))
+        num_samples = 1
+    else:
+        if not prompts:
+            fail("give one prompt per view, e.g. anagram generate \"a digit zero\" \"a digit eight\"")
+        request = Request(prompts=list(prompts), views=split_views(views), style=style, negative_prompt=negative,
+                          model=model, revision=revision, steps=steps, guidance_scale=guidance, size=size,
+                          dtype=dtype, method=method, upscaler=upscaler)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        request.validate()
+        quiet_library_progress_bars()
+        with console.status(f"loading {request.model}"):
+            generator = Generator(request, cpu_offload=cpu_offload, device=device)
+        seeds = list(range(seed, seed + num_samples))
+        with progress_bar() as progress:
+            task = progress.add_task("denoising", total=generator.total_steps(num_samples))
+            for start in range(0, num_samples, batch_size):
+                batch = seeds[start : start + batch_size]
+                for sample in generator(batch, on_step=lambda: progress.advance(task)):
+                    files = save_sample(out, generator, sample)
+                    progress.console.print(f"wrote {out / files['image']}")
+    except (ModelLoadError, ViewError, ValueError) as error:
+        fail(str(error))
+
+
+@app.command("views")
+def list_views():
+    """List every available view and its properties."""
+    from .views import describe
+
+    table = Table(title="views")
+    for column in ("name", "orthogonal", "spaces", "square only", "factorized", "parameters", "description"):
+        table.add_column(column)
+    for row in describe():
+        params = ", ".join(f"{k}={v!r}" for k, v in (row.get("parameters") or {}).items())
+        table.add_row(row["name"], "yes" if row["orthogonal"] else "no", ",".join(row["spaces"]),
+                      "yes" if row["square_only"] else "no", "yes" if row["factorized"] else "no", params,
+                      row.get("description", ""))
+    Console().print(table)
+
+
+def main() -> None:  # pragma: no cover - console-script entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,128 @@
+"""Loading models by name, hub id or folder, with one clear message when that is impossible.
+
+``digits`` is the model shipped inside the package (runs offline). Anything else is a local folder
+written by ``save_pretrained`` or a Hugging Face hub id; the pipeline class (Stable Diffusion-like or
+DeepFloyd IF) is read from its ``model_index.json``. Weights are only ever loaded as safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+BUILTIN_MODELS = {"digits": Path(__file__).parent / "models" / "digits"}
+DEFAULT_UPSCALER = "DeepFloyd/IF-II-L-v1.0"
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
+          "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+IF_CLASSES = {"IFPipeline", "IFAnagramPipeline"}
+IF_UPSCALER_CLASSES = {"IFSuperResolutionPipeline", "IFSuperResolutionAnagramPipeline"}
+
+
+class ModelLoadError(RuntimeError):
+    """A model cannot be loaded; the message says why and what to do."""
+
+
+@dataclass
+class ModelSource:
+    """Where a model comes from, as recorded in the JSON sidecar of every output."""
+
+    name: str  # what the user typed
+    location: str  # folder path or hub id
+    is_folder: bool
+    revision: str | None
+    class_name: str
+
+    def record(self) -> dict[str, Any]:
+        return {"model": self.name, "location": self.location, "revision": self.revision,
+                "pipeline_class": self.class_name}
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    try:
+        return DTYPES[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}; use one of fp32, fp16, bf16") from None
+
+
+def locate(model: str, revision: str | None = None) -> ModelSource:
+    """Resolve a built-in name, folder or hub id and read its model_index.json (no weights yet)."""
+    folder = BUILTIN_MODELS.get(model, Path(model).expanduser())
+    if folder.is_dir():
+        index = folder / "model_index.json"
+        if not index.is_file():
+            raise ModelLoadError(
+                f"folder '{folder}' has no model_index.json: it is not a diffusers pipeline folder "
+                "(write one with `pipeline.save_pretrained(folder)`)"
+            )
+        config = json.loads(index.read_text())
+        return ModelSource(model, str(folder), True, None, config.get("_class_name", ""))
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise ModelLoadError(f"no such model folder: '{model}'")
+    return _locate_on_hub(model, revision)
+
+
+def _locate_on_hub(repo_id: str, revision: str | None) -> ModelSource:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        GatedRepoError, HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
+    )
+
+    try:
+        path = Path(hf_hub_download(repo_id, "model_index.json", revision=revision))
+    except GatedRepoError:
+        raise ModelLoadError(
+            f"'{repo_id}' is gated: accept its license on its Hugging Face page, then log in here with "
+            "`hf auth login` (DeepFloyd IF needs this)"
+        ) from None
+    except RevisionNotFoundError:
+        raise ModelLoadError(f"'{repo_id}' has no revision '{revision}'") from None
+    except (RepositoryNotFoundError, HFValidationError):
+        raise ModelLoadError(
+            f"'{repo_id}' is neither a local folder nor a model on the Hugging Face hub: check the spelling "
+            "(e.g. stable-diffusion-v1-5/stable-diffusion-v1-5, DeepFloyd/IF-I-XL-v1.0), or use the built-in "
+            "offline model: --model digits"
+        ) from None
+    except (LocalEntryNotFoundError, OSError) as error:
+        raise ModelLoadError(
+            f"cannot load '{repo_id}': it is not in the local Hugging Face cache and the hub cannot be reached "
+            f"({type(error).__name__}). Connect once to download it (unset HF_HUB_OFFLINE), pass a local folder "
+            "made with save_pretrained, or use the built-in offline model: --model digits"
+        ) from None
+    config = json.loads(path.read_text())
+    commit = path.parent.name if path.parent.parent.name == "snapshots" else revision
+    return ModelSource(repo_id, repo_id, False, commit, config.get("_class_name", ""))
+
+
+def load_pipeline(source: ModelSource, torch_dtype: torch.dtype = torch.float32, **kwargs):
+    """The anagram pipeline for a located model (`AnagramPipeline` or `IFAnagramPipeline`)."""
+    from . import AnagramPipeline, IFAnagramPipeline
+
+    if source.class_name in IF_UPSCALER_CLASSES:
+        raise ModelLoadError(f"'{source.name}' is a DeepFloyd IF stage II (upscaler); give it as the upscaler "
+                             "and a stage I model (e.g. DeepFloyd/IF-I-XL-v1.0) as the model")
+    cls = IFAnagramPipeline if source.class_name in IF_CLASSES else AnagramPipeline
+    if cls is IFAnagramPipeline and torch_dtype == torch.float16:
+        kwargs.setdefault("variant", "fp16")
+    return _from_pretrained(cls, source, torch_dtype, **kwargs)
+
+
+def load_upscaler(source: ModelSource, stage_one, torch_dtype: torch.dtype = torch.float32):
+    """DeepFloyd IF stage II sharing stage I's text encoder (one copy of T5 in memory)."""
+    from . import IFSuperResolutionAnagramPipeline
+
+    kwargs = {"text_encoder": stage_one.text_encoder, "tokenizer": stage_one.tokenizer}
+    if torch_dtype == torch.float16:
+        kwargs["variant"] = "fp16"
+    return _from_pretrained(IFSuperResolutionAnagramPipeline, source, torch_dtype, **kwargs)
+
+
+def _from_pretrained(cls, source: ModelSource, torch_dtype, **kwargs):
+    try:
+        return cls.from_pretrained(source.location, torch_dtype=torch_dtype, revision=source.revision,
+                                   use_safetensors=True, **kwargs)
+    except (OSError, ValueError, EnvironmentError) as error:
+        raise ModelLoadError(f"could not load '{source.name}' as {cls.__name__}: {error}") from error
