@@ -43,6 +43,33 @@ def split_views(views: Optional[str]) -> Optional[list[str]]:
     return parts
 
 
+def method_settings(method, balance, scorer, rectify, anti_seg, step_size, fraction, resolution, layers):
+    """The method as recorded in the sidecar: "baseline", "mtl", or a dict of component settings."""
+    from .method import AntiSegregation, MultiTask
+
+    if method not in ("baseline", "mtl"):
+        fail(f"--method must be baseline or mtl, got {method!r}")
+    switches = (balance, scorer, rectify, anti_seg, step_size, fraction, resolution, layers)
+    if all(value is None for value in switches):
+        return method
+    settings = MultiTask() if method == "mtl" else MultiTask(balance=False, rectify=None, anti_segregation=None)
+    if balance is not None or scorer is not None:
+        settings.balance = balance if balance is not None else True
+        settings.scorer = scorer or settings.scorer
+    if rectify is not None:
+        if rectify not in ("product", "correlation", "none"):
+            fail(f"--rectify must be product, correlation or none, got {rectify!r}")
+        settings.rectify = None if rectify == "none" else rectify
+    tuning = {k: v for k, v in dict(step_size=step_size, fraction=fraction, resolution=resolution,
+                                    layers=tuple(layers.split(",")) if layers else None).items() if v is not None}
+    if anti_seg is False:
+        settings.anti_segregation = None
+    elif anti_seg or tuning:
+        base = settings.anti_segregation or AntiSegregation()
+        settings.anti_segregation = AntiSegregation(**{**base.__dict__, **tuning})
+    return settings.to_dict()
+
+
 def quiet_library_progress_bars() -> None:
     """diffusers/transformers draw their own tqdm bars while loading; ours (rich) is the only one shown."""
     from diffusers.utils import logging as diffusers_logging
@@ -73,7 +100,17 @@ def generate(
     batch_size: int = typer.Option(8, min=1, help="Samples denoised together."),
     size: Optional[int] = typer.Option(None, help="Image size in pixels (square; default: the model's)."),
     dtype: str = typer.Option("fp32", help="fp32, fp16 or bf16."),
-    method: str = typer.Option("baseline", help="baseline (plain averaging) or mtl (multi-task method)."),
+    method: str = typer.Option("baseline", help="baseline (plain averaging) or mtl (the full multi-task method); "
+                               "the switches below change single components."),
+    balance: Optional[bool] = typer.Option(None, "--balance/--no-balance", help="Noise vector balancing."),
+    scorer: Optional[str] = typer.Option(None, help="Balancing scorer: attention, clip:<id or folder>, or a "
+                                         "registered name."),
+    rectify: Optional[str] = typer.Option(None, help="Variance rectification: product, correlation or none."),
+    anti_seg: Optional[bool] = typer.Option(None, "--anti-seg/--no-anti-seg", help="Anti-segregation."),
+    anti_seg_step_size: Optional[float] = typer.Option(None, help="Anti-segregation gradient step (default 5)."),
+    anti_seg_fraction: Optional[float] = typer.Option(None, help="Share of steps with anti-segregation (26/30)."),
+    anti_seg_resolution: Optional[int] = typer.Option(None, help="Attention map side (default: auto)."),
+    anti_seg_layers: Optional[str] = typer.Option(None, help="UNet blocks for the maps, e.g. down,up."),
     upscaler: Optional[str] = typer.Option(None, help="DeepFloyd IF stage II id/folder, or 'none'."),
     cpu_offload: bool = typer.Option(False, "--cpu-offload", help="Model CPU offload (accelerate)."),
     device: Optional[str] = typer.Option(None, help="Device, e.g. cuda (default: cuda if available, else cpu)."),
@@ -97,7 +134,9 @@ def generate(
             fail("give one prompt per view, e.g. anagram generate \"a digit zero\" \"a digit eight\"")
         request = Request(prompts=list(prompts), views=split_views(views), style=style, negative_prompt=negative,
                           model=model, revision=revision, steps=steps, guidance_scale=guidance, size=size,
-                          dtype=dtype, method=method, upscaler=upscaler)
+                          dtype=dtype, upscaler=upscaler,
+                          method=method_settings(method, balance, scorer, rectify, anti_seg, anti_seg_step_size,
+                                                 anti_seg_fraction, anti_seg_resolution, anti_seg_layers))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         request.validate()
@@ -130,6 +169,10 @@ def list_views():
                       "yes" if row["square_only"] else "no", "yes" if row["factorized"] else "no", params,
                       row.get("description", ""))
     Console().print(table)
+
+
+# -- more commands: each lives in its own module and is registered here --------------------------------
+# (batch: issue 7; animate and sheet: issue 6; evaluate: issue 5)
 
 
 def main() -> None:  # pragma: no cover - console-script entry

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,6 +18,7 @@ import torch
 from .io import write_json, write_png
 from .loading import ModelSource, load_pipeline, load_upscaler, locate, parse_dtype
 from .render import view_strip
+from .method import MultiTask
 from .prompts import resolve_prompts
 from .views import parse_view
 
@@ -144,7 +145,7 @@ class Generator:
             "guidance_scale": self.guidance,
             "size": request.size,
             "dtype": request.dtype,
-            "method": request.method if isinstance(request.method, (str, type(None))) else asdict(request.method),
+            "method": request.method.to_dict() if isinstance(request.method, MultiTask) else request.method,
             "model": self.source.record(),
             "scheduler": {"class": type(scheduler).__name__, "config": dict(scheduler.config)},
             "upscaler": self.upscaler_source.record() if self.upscaler else None,

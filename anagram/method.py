@@ -1,10 +1,233 @@
-"""Switches of the multi-task method (spec §3-§5) and their per-step hooks into the sampling loop."""
+"""Switches of the multi-task method (spec §3-§5) and their per-step hooks into the sampling loop.
+
+`MultiTask` is what users set (each component on or off, with its parameters); `MethodHooks` is what
+the loop of `anagram.sampling` calls at each step. Every component is backend-agnostic: the hooks
+only use the pipeline's own UNet call, decoder and tokenizer.
+"""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Sequence
 
-def resolve_method(method):
-    """None for the baseline sampler; otherwise the multi-task configuration."""
+import torch
+
+from .anti_segregation import anti_segregation_step
+from .attention import CrossAttentionCapture, available_resolutions
+from .balancing import balance_weights
+from .combine import view_weights
+from .concepts import concept_token_indices, parse_concept
+from .rectification import ESTIMATORS, rectification_scale
+from .scorers import ScoreInputs, concept_attention_share, make_scorer
+from .views.base import LATENT
+
+# The reference applies anti-segregation on the first 26 of 30 steps.
+REFERENCE_ANTI_SEGREGATION_FRACTION = 26 / 30
+
+
+@dataclass
+class AntiSegregation:
+    """Anti-segregation of the views' concept attention maps (spec §5); defaults are the reference's.
+
+    Attributes:
+        step_size: gradient step on the sample (reference: 5).
+        fraction: apply on the first ``round(fraction * num_steps)`` steps (reference: 26 of 30).
+        resolution: side of the attention maps; None picks half the sample side for pixel models
+            (the reference's 32 of 64) and a quarter for latent models (16 of a 64 latent).
+        layers: UNet block groups the maps come from (reference: down and up).
+        target: target overlap; None is the reference's ``0.5 - 0.05 (N - 1)``.
+    """
+
+    step_size: float = 5.0
+    fraction: float = REFERENCE_ANTI_SEGREGATION_FRACTION
+    resolution: int | None = None
+    layers: tuple[str, ...] = ("down", "up")
+    target: float | None = None
+
+
+@dataclass
+class MultiTask:
+    """Which multi-task components run; ``MultiTask()`` is the full method.
+
+    Attributes:
+        balance: noise vector balancing (spec §3).
+        scorer: completion scorer for balancing: ``"attention"`` (concept attention share, no extra
+            network), ``"clip:<id or folder>"``, a registered name, a `Scorer` or a callable.
+        rectify: variance rectification estimator (spec §4): ``"product"`` (reference),
+            ``"correlation"``, or None for off.
+        anti_segregation: `AntiSegregation` parameters, or None for off.
+    """
+
+    balance: bool = True
+    scorer: Any = "attention"
+    rectify: str | None = "product"
+    anti_segregation: AntiSegregation | None = field(default_factory=AntiSegregation)
+
+    def __post_init__(self):
+        if self.rectify is True:
+            self.rectify = "product"
+        if self.rectify is False:
+            self.rectify = None
+        if self.rectify is not None and self.rectify not in ESTIMATORS:
+            raise ValueError(f"rectify must be one of {ESTIMATORS} or None, got {self.rectify!r}")
+        if self.anti_segregation is True:
+            self.anti_segregation = AntiSegregation()
+        elif isinstance(self.anti_segregation, dict):
+            self.anti_segregation = AntiSegregation(**self.anti_segregation)
+        elif self.anti_segregation is False:
+            self.anti_segregation = None
+
+    @property
+    def is_baseline(self) -> bool:
+        return not self.balance and self.rectify is None and self.anti_segregation is None
+
+    def to_dict(self) -> dict:
+        return json_safe(asdict(self))
+
+    def hooks(self, **context) -> MethodHooks | None:
+        return None if self.is_baseline else MethodHooks(self, **context)
+
+
+def json_safe(value):
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+
+
+def resolve_method(method) -> MultiTask | None:
+    """None for the baseline sampler; a `MultiTask` for ``"mtl"``, a dict or a `MultiTask`."""
     if method is None or method == "baseline":
         return None
-    raise NotImplementedError
+    if method == "mtl":
+        return MultiTask()
+    if isinstance(method, dict):
+        known = {f.name for f in fields(MultiTask)}
+        unknown = set(method) - known
+        if unknown:
+            raise ValueError(f"unknown method settings {sorted(unknown)}; known: {sorted(known)}")
+        method = MultiTask(**method)
+    if isinstance(method, MultiTask):
+        return None if method.is_baseline else method
+    raise ValueError(f"method must be 'baseline', 'mtl', a dict or an anagram.method.MultiTask, got {method!r}")
+
+
+def strip_concept_marks(prompt: str) -> str:
+    """The prompt as encoded: concept brackets (``a [red fox]``) removed."""
+    return parse_concept(prompt)[0] if ("[" in prompt or "]" in prompt) else prompt
+
+
+def default_map_resolution(pipeline, sample_size: tuple[int, int], layers) -> int:
+    """Half the sample side (pixel models) or a quarter (latent), else the nearest available size."""
+    height, width = sample_size
+    wanted = min(height, width) // (4 if pipeline.sample_space == LATENT else 2)
+    sides = sorted({min(h, w) for h, w in available_resolutions(pipeline.unet, height, width, layers)})
+    if not sides:
+        raise ValueError("this UNet has no cross-attention layers in the chosen blocks: anti-segregation needs them")
+    below = [s for s in sides if s <= wanted]
+    return below[-1] if below else sides[0]
+
+
+def predicted_clean(scheduler, sample: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """x0 estimate from a (noise-channel) model output at timestep t, for the scorer."""
+    alpha = scheduler.alphas_cumprod.to(sample.device)[t].to(torch.float32)
+    x, out = sample.float(), noise.float()
+    if scheduler.init_noise_sigma > 1:  # sigma-parameterised schedulers (Euler...): x = x0 + sigma * eps
+        return x - ((1 - alpha) / alpha).sqrt() * out
+    if scheduler.config.get("prediction_type", "epsilon") == "v_prediction":
+        return alpha.sqrt() * x - (1 - alpha).sqrt() * out
+    return (x - (1 - alpha).sqrt() * out) / alpha.sqrt()
+
+
+class MethodHooks:
+    """Per-step hooks of the multi-task method for one pipeline call."""
+
+    def __init__(self, config: MultiTask, *, pipeline, views, prompts, embeddings, do_cfg, model, model_input,
+                 sample_shape, device):
+        self.config, self.pipeline, self.views = config, pipeline, list(views)
+        self.model_input = model_input
+        self.num_views, self.batch = len(views), sample_shape[0]
+        self.clean_prompts = [strip_concept_marks(p) for p in prompts]
+        rows = self.num_views * self.batch
+        self.cond_embeddings = embeddings[rows:] if do_cfg else embeddings
+        self.cond_rows = slice(rows, None) if do_cfg else None
+        self.scorer = make_scorer(config.scorer) if config.balance else None
+        if config.rectify and pipeline_reduction_is_sum(views):
+            raise ValueError("variance rectification assumes averaged estimates; factorized views are summed")
+        needs_tokens = config.anti_segregation is not None or (self.scorer is not None and not self.scorer.needs_images)
+        self.tokens = [concept_token_indices(pipeline.tokenizer, p)[1] for p in prompts] if needs_tokens else None
+        layers = config.anti_segregation.layers if config.anti_segregation else ("down", "up")
+        sample_size = tuple(sample_shape[-2:])
+        resolution = (config.anti_segregation.resolution if config.anti_segregation else None) or \
+            default_map_resolution(pipeline, sample_size, layers)
+        self.share_capture = None
+        if self.scorer is not None and not self.scorer.needs_images:
+            self.share_capture = CrossAttentionCapture(pipeline.unet, resolution, sample_size=sample_size,
+                                                       layers=layers, batch_slice=self.cond_rows)
+        self.anti_capture = None
+        if config.anti_segregation is not None:
+            self.anti_capture = CrossAttentionCapture(pipeline.unet, resolution, sample_size=sample_size,
+                                                      layers=layers, batch_slice=None)
+        self.concept_share = None
+        self.loss_history: list[torch.Tensor] = []
+
+    # -- the loop's hooks -----------------------------------------------------------------------------
+
+    def wrap_model(self, model, step_index: int):
+        """The main UNet call; captures the concept attention share when the scorer reads it."""
+        if self.share_capture is None:
+            return model
+
+        def capturing_model(batch, t):
+            with self.share_capture:
+                output = model(batch, t)
+                maps = self.share_capture.maps()
+            self.share_capture.reset()
+            self.concept_share = concept_attention_share(maps, self.tokens, self.num_views)
+            return output
+
+        return capturing_model
+
+    def weights_and_scale(self, step_index, num_steps, t, sample, estimates):
+        """Balancing weights ``(B, N)`` and the rectification scale ``(B,)`` (each None when off)."""
+        channels = sample.shape[1]
+        weights = None
+        if self.scorer is not None:
+            scores = self.scorer(self.score_inputs(step_index, num_steps, t, sample, estimates[:, :, :channels]))
+            weights = balance_weights(scores, step_index, num_steps)
+        scale = None
+        if self.config.rectify:
+            used = weights if weights is not None else view_weights(self.num_views, self.batch, "mean", sample)
+            scale = rectification_scale(estimates[:, :, :channels], used, self.config.rectify)
+        return weights, scale
+
+    def score_inputs(self, step_index, num_steps, t, sample, noises) -> ScoreInputs:
+        x0_views = None
+        if self.scorer.needs_images:
+            x0 = predicted_clean(self.pipeline.scheduler, sample, noises.mean(0), t).to(sample.dtype)
+            image = self.pipeline.decode(x0)
+            x0_views = torch.stack([view.render(image) for view in self.views])
+        return ScoreInputs(x0_views=x0_views, prompts=self.clean_prompts, concept_attention=self.concept_share,
+                           step_index=step_index, num_steps=num_steps)
+
+    def after_step(self, step_index, num_steps, next_t, sample):
+        """Anti-segregation: one gradient step on the new sample, maps from a pass at the next timestep."""
+        settings = self.config.anti_segregation
+        if settings is None or next_t is None or step_index >= round(settings.fraction * num_steps):
+            return sample
+        model = self.pipeline.make_model_call(self.cond_embeddings, None)
+        scheduler = self.pipeline.scheduler
+
+        def predict_cond(x):
+            model_input = scheduler.scale_model_input(self.model_input(x), next_t)
+            model(torch.cat([view.view(model_input) for view in self.views]), next_t)
+
+        sample, loss = anti_segregation_step(sample, predict_cond, self.views, self.tokens, self.anti_capture,
+                                             settings.step_size, settings.target)
+        self.loss_history.append(loss)
+        return sample
+
+
+def pipeline_reduction_is_sum(views: Sequence) -> bool:
+    return all(getattr(v, "factorized", False) for v in views)

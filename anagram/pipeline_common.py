@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import torch
 
-from .method import resolve_method
+from .method import resolve_method, strip_concept_marks
 from .pipeline_output import AnagramPipelineOutput
 from .prompts import resolve_negative, resolve_prompts, resolve_reduction, resolve_views
 from .sampling import LoopSpec, denoise
@@ -67,6 +67,8 @@ class AnagramCallMixin:
         device = self._execution_device
 
         # 2. Text, timesteps, initial sample: in the order diffusers draws random numbers.
+        # Concept marks (``a [red fox]``) guide anti-segregation; the text encoder sees the plain prompt.
+        marked_prompts, prompts = prompts, [strip_concept_marks(p) for p in prompts]
         prompt_embeds, negative_embeds = self.encode_views(
             prompts, negative, num_images_per_prompt, do_cfg, device, **(encode_kwargs or {})
         )
@@ -94,7 +96,7 @@ class AnagramCallMixin:
             spec.model_input = model_input
         if multitask is not None:
             spec.hooks = multitask.hooks(
-                pipeline=self, views=views, prompts=prompts, embeddings=embeddings, do_cfg=do_cfg,
+                pipeline=self, views=views, prompts=marked_prompts, embeddings=embeddings, do_cfg=do_cfg,
                 model=model, model_input=spec.model_input, sample_shape=tuple(sample.shape), device=device,
             )
 
