@@ -78,3 +78,13 @@ def test_missing_folder_and_offline_hub_id_give_one_clear_message(tmp_path):
 
 def test_view_list_parsing_keeps_spec_parameters():
     assert split_views("identity,jigsaw:4,seed=3,rotate_180") == ["identity", "jigsaw:4,seed=3", "rotate_180"]
+
+
+def test_views_command_lists_every_view_with_properties():
+    from anagram.views import available
+
+    result = runner.invoke(app, ["views"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    for name in available():
+        assert name in result.output
+    assert "orthogonal" in result.output and "square only" in result.output

@@ -46,6 +46,8 @@ class View:
     square_only: ClassVar[bool] = False
     factorized: ClassVar[bool] = False
     invertible: ClassVar[bool] = True
+    # The view changes pixel values, not only their places (negation); see `view_image`.
+    changes_values: ClassVar[bool] = False
     # Constructor parameters that a string spec (``patch_permute:8``) fills in order; ``None``
     # means every constructor parameter, in declaration order.
     positional: ClassVar[tuple[str, ...] | None] = None
@@ -75,9 +77,10 @@ class View:
         return self.inverse(maps, noise_channels=0)
 
     def render(self, image: torch.Tensor) -> torch.Tensor:
-        """What a viewer sees under this view: the image ``(B, C, H, W)`` transformed.
+        """What a viewer sees under this view, on a batch ``(B, C, H, W)`` in the model's [-1, 1] range.
 
-        For spatial views this is `view`; factorized views override it to show their component.
+        For moves of pixels and for negation this is `view`; factorized views override it to show the
+        component they keep (centred on mid-grey).
         """
         return self.view(image)
 
@@ -96,24 +99,25 @@ class View:
         """Raise a `ViewError` naming the view, the size/space and what would work."""
         if space not in self.spaces:
             raise ViewError(
-                f"view {self!r} is not valid in {space} space (it works in: "
+                f"view {self.label} is not valid in {space} space (it works in: "
                 f"{', '.join(self.spaces)}); pick a view that supports {space} space, or a "
                 f"{'/'.join(self.spaces)}-space model"
             )
         problem = self.size_problem(height, width)
         if problem is not None:
-            raise ViewError(f"view {self!r} cannot act on a {height}x{width} grid: {problem}")
+            raise ViewError(f"view {self.label} cannot act on a {height}x{width} grid: {problem}")
 
     # -- animation ---------------------------------------------------------------------------------
 
     def view_image(self, image: torch.Tensor) -> torch.Tensor:
         """The view as a viewer sees it, on a display image ``(C, H, W)``/``(B, C, H, W)`` in [0, 1].
 
-        For moves of pixels this is `view`. Views that change values say what they mean on [0, 1]
-        images (negation: ``1 - x``; factorized views: the component they keep), so that
-        ``make_frame(image, 1)`` is always ``view_image(image)``.
+        This is `render` taken on the model's [-1, 1] range (negation: ``1 - x``; factorized views: the
+        component they keep), so that ``make_frame(image, 1)`` is always ``view_image(image)``.
         """
-        return _as_batch(image, self.view)
+        if type(self).render is View.render and not self.changes_values:
+            return _as_batch(image, self.view)  # pure moves of pixels commute with the range change: stay exact
+        return _as_batch(image, lambda batch: (self.render(2 * batch - 1) + 1) / 2)
 
     def make_frame(self, image: torch.Tensor, s: float) -> torch.Tensor:
         """The transition from identity (``s=0``) to the view (``s=1``) for animations.
@@ -138,6 +142,12 @@ class View:
     def config(self) -> dict[str, Any]:
         """``{"name": ..., **params}``; `anagram.views.from_config` turns it back into a view."""
         return {"name": self.name, **self.params()}
+
+    @property
+    def label(self) -> str:
+        """The view as users write it: ``'rotate_180'``, ``'jigsaw(grid=4, seed=3)'``."""
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"'{self.name}({args})'" if args else f"'{self.name}'"
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
