@@ -278,7 +278,14 @@ class CallableScorer:
 _FACTORIES: dict[str, Callable[[str], Scorer]] = {
     "clip": lambda arg: CLIPScorer(arg),
     "attention": lambda arg: AttentionShareScorer(),
+    "digits": lambda arg: _digit_scorer(),
 }
+
+
+def _digit_scorer() -> Scorer:
+    from .testbed.judge import DigitScorer  # the testbed's classifier, loaded only when asked for
+
+    return DigitScorer()
 
 
 def register_scorer(prefix: str, factory: Callable[[str], Scorer]) -> None:

@@ -1,0 +1,66 @@
+"""`anagram evaluate` on folders of known content, judged by the shipped digit classifier."""
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from anagram.cli import app
+from anagram.evaluate import evaluate_folder
+from anagram.io import write_json, write_png
+from anagram.testbed.data import load_split
+from anagram.testbed.judge import digit_of_prompt
+
+
+def write_sample(folder, stem, image01, prompts, views, seed=0):
+    record = {"seed": seed, "prompts": prompts, "full_prompts": prompts, "views": [{"name": v} for v in views],
+              "model": {"model": "digits"}, "method": "baseline",
+              "files": {"image": f"{stem}.png", "views": f"{stem}.views.png", "record": f"{stem}.json"}}
+    write_png(folder / f"{stem}.png", Image.fromarray((image01 * 255).round().astype(np.uint8), mode="L"))
+    write_json(folder / f"{stem}.json", record)
+
+
+@pytest.fixture(scope="module")
+def digits_by_class():
+    split = load_split()
+    images, labels = split.test_images, split.test_labels
+    return {d: ((images[labels == d][0, 0].numpy() + 1) / 2) for d in range(10)}
+
+
+def test_metrics_of_known_samples(tmp_path, digits_by_class):
+    three = digits_by_class[3]
+    write_sample(tmp_path, "right", three, ["a digit three", "a digit 3"], ["identity", "identity"])
+    write_sample(tmp_path, "wrong", three, ["a digit three", "a digit seven"], ["identity", "identity"], seed=1)
+    (tmp_path / "manifest.json").write_text("{}")  # non-sample JSON files are ignored
+    result = evaluate_folder(tmp_path)
+    assert result["judge"] == "digits" and result["samples"] == 2
+    assert result["success_rate"] == 0.5
+    rows = {row["stem"]: row for row in csv.DictReader(open(tmp_path / "metrics.csv"))}
+    assert rows["right"]["success"] == "True" and rows["wrong"]["success"] == "False"
+    assert float(rows["right"]["alignment"]) > 0.9 > float(rows["wrong"]["alignment"])
+    # Two identical views cannot be told apart: concealment is 1/2 when both prompts name the same digit.
+    assert float(rows["right"]["concealment_row"]) == pytest.approx(0.5, abs=1e-6)
+
+
+def test_rotated_views_are_judged_in_their_own_frame(tmp_path, digits_by_class):
+    seven = digits_by_class[7]
+    upside_down_seven = seven[::-1, ::-1].copy()
+    write_sample(tmp_path, "rot", upside_down_seven, ["a digit four", "a digit seven"], ["identity", "rotate_180"])
+    evaluate_folder(tmp_path)
+    row = next(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert float(row["score_view1"]) > 0.9  # view 2 (rotated back) is the seven
+
+
+def test_evaluate_command_and_errors(tmp_path, digits_by_class):
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", str(tmp_path)])
+    assert result.exit_code == 2 and "no samples" in " ".join(result.output.split())
+    write_sample(tmp_path, "s", digits_by_class[1], ["a digit one"], ["identity"])
+    result = runner.invoke(app, ["evaluate", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "alignment" in result.output and "success rate" in result.output
+    with pytest.raises(ValueError, match="names no digit"):
+        digit_of_prompt("a digit banana")
+    assert digit_of_prompt("a digit [8] drawn badly") == 8
