@@ -41,6 +41,7 @@ class Request:
     size: int | None = None
     dtype: str = "fp32"
     method: Any = "baseline"
+    share_unconditional: bool = False
     upscaler: str | None = None  # DeepFloyd IF stage II; "none" to skip
     upscaler_steps: int | None = None
 
@@ -122,6 +123,7 @@ class Generator:
         generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
         result = self.pipe(request.prompts, num_inference_steps=self.steps, num_images_per_prompt=len(seeds),
                            generator=generators, method=request.method,
+                           share_unconditional=request.share_unconditional,
                            output_type="pt" if self.upscaler else "pil", **size, **common)
         if self.upscaler is not None:
             result = self.upscaler(request.prompts, image=result.images, generator=generators,
@@ -145,6 +147,7 @@ class Generator:
             "guidance_scale": self.guidance,
             "size": request.size,
             "dtype": request.dtype,
+            "share_unconditional": request.share_unconditional,
             "method": request.method.to_dict() if isinstance(request.method, MultiTask) else request.method,
             "model": self.source.record(),
             "scheduler": {"class": type(scheduler).__name__, "config": dict(scheduler.config)},
@@ -165,7 +168,7 @@ def request_from_record(record: dict) -> tuple[Request, int]:
         prompts=record["prompts"], views=record["views"], style=record["style"],
         negative_prompt=record["negative_prompt"], model=model["location"], revision=model["revision"],
         steps=record["num_inference_steps"], guidance_scale=record["guidance_scale"], size=record["size"],
-        dtype=record["dtype"], method=record["method"],
+        dtype=record["dtype"], method=record["method"], share_unconditional=record["share_unconditional"],
         upscaler=record["upscaler"]["location"] if record["upscaler"] else "none",
         upscaler_steps=record.get("upscaler_steps"),
     )

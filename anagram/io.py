@@ -17,6 +17,9 @@ from typing import Any
 from PIL import Image, PngImagePlugin
 
 PNG_TEXT_KEY = "anagram"
+# mkstemp creates files readable by their owner only; outputs get the usual permissions (0666 & ~umask).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -28,6 +31,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -149,8 +149,8 @@ class MethodHooks:
         self.model_input = model_input
         self.num_views, self.batch = len(views), sample_shape[0]
         self.clean_prompts = [strip_concept_marks(p) for p in prompts]
-        rows = self.num_views * self.batch
-        self.cond_embeddings = embeddings[rows:] if do_cfg else embeddings
+        rows = embeddings.shape[0] - self.num_views * self.batch  # unconditional rows (N*B, or B when shared)
+        self.cond_embeddings = embeddings[rows:]
         self.cond_rows = slice(rows, None) if do_cfg else None
         self.scorer = make_scorer(config.scorer) if config.balance else None
         if config.rectify and pipeline_reduction_is_sum(views):

@@ -38,6 +38,7 @@ class AnagramCallMixin:
         self, *, prompt, views, style, negative_prompt, height, width, num_inference_steps, guidance_scale,
         num_images_per_prompt, eta, generator, sample, output_type, return_dict, reduction, method,
         cross_attention_kwargs, callback_on_step_end, callback_on_step_end_tensor_inputs, encode_kwargs=None,
+        share_unconditional=False,
     ):
         # 1. Check every input before any model runs.
         if output_type not in OUTPUT_TYPES:
@@ -72,6 +73,11 @@ class AnagramCallMixin:
         prompt_embeds, negative_embeds = self.encode_views(
             prompts, negative, num_images_per_prompt, do_cfg, device, **(encode_kwargs or {})
         )
+        if do_cfg and share_unconditional:
+            if negative is not None and len(set(negative)) > 1:
+                raise ValueError("share_unconditional evaluates one unconditional branch for all views: "
+                                 "give one negative prompt, not one per view")
+            negative_embeds = negative_embeds[:num_images_per_prompt]  # view 0's copy serves every view
         embeddings = torch.cat([negative_embeds, prompt_embeds]) if do_cfg else prompt_embeds
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
@@ -88,7 +94,7 @@ class AnagramCallMixin:
         spec = LoopSpec(
             scheduler=self.scheduler, timesteps=timesteps, views=views, model=model,
             guidance_scale=guidance_scale, do_classifier_free_guidance=do_cfg, noise_channels=noise_channels,
-            reduction=reduction,
+            reduction=reduction, share_unconditional=share_unconditional,
             learned_variance=self.scheduler.config.get("variance_type") in ("learned", "learned_range"),
             extra_step_kwargs=self.prepare_extra_step_kwargs(generator, eta),
         )

@@ -157,6 +157,7 @@ class AnagramPipeline(
         return_dict: bool = True,
         reduction: str | None = None,
         method: Any = None,
+        share_unconditional: bool = False,
         cross_attention_kwargs: dict | None = None,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ("latents",),
@@ -177,6 +178,8 @@ class AnagramPipeline(
             reduction: ``"mean"`` (default) or ``"sum"`` (default for factorized views).
             method: ``None``/``"baseline"`` for plain averaging, ``"mtl"`` for the full multi-task method, or
                 an `anagram.method.MultiTask` to switch its components one by one.
+            share_unconditional: evaluate the unconditional branch once on the untransformed sample and
+                share it between views (N - 1 fewer UNet evaluations per step; approximate).
 
         Returns:
             `AnagramPipelineOutput` (or a tuple ``(images, views, nsfw)`` when ``return_dict=False``).
@@ -186,6 +189,7 @@ class AnagramPipeline(
             width=width, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
             num_images_per_prompt=num_images_per_prompt, eta=eta, generator=generator, sample=latents,
             output_type=output_type, return_dict=return_dict, reduction=reduction, method=method,
+            share_unconditional=share_unconditional,
             cross_attention_kwargs=cross_attention_kwargs, callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )

@@ -35,6 +35,7 @@ class LoopSpec:
     do_classifier_free_guidance: bool
     noise_channels: int
     reduction: str = "mean"
+    share_unconditional: bool = False
     learned_variance: bool = False
     extra_step_kwargs: dict = field(default_factory=dict)
     # (sample) -> model input; a super-resolution stage concatenates its conditioning image here.
@@ -60,7 +61,7 @@ def denoise(
         model = spec.model if hooks is None else hooks.wrap_model(spec.model, i)
         estimates = per_view_noise(
             model, model_input, t, spec.views, spec.guidance_scale, spec.noise_channels,
-            spec.do_classifier_free_guidance,
+            spec.do_classifier_free_guidance, spec.share_unconditional,
         )
         weights = noise_scale = None
         if hooks is not None:

@@ -88,3 +88,15 @@ def test_views_command_lists_every_view_with_properties():
     for name in available():
         assert name in result.output
     assert "orthogonal" in result.output and "square only" in result.output
+
+
+def test_atomic_writes_leave_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from anagram.io import write_json
+
+    path = write_json(tmp_path / "x.json", {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

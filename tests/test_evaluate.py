@@ -58,8 +58,9 @@ def test_evaluate_command_and_errors(tmp_path, digits_by_class):
     result = runner.invoke(app, ["evaluate", str(tmp_path)])
     assert result.exit_code == 2 and "no samples" in " ".join(result.output.split())
     write_sample(tmp_path, "s", digits_by_class[1], ["a digit one"], ["identity"])
-    result = runner.invoke(app, ["evaluate", str(tmp_path)], env={"COLUMNS": "200"})
+    result = runner.invoke(app, ["evaluate", str(tmp_path), "--sheet"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
+    assert (tmp_path / "contact_sheet.png").is_file()
     assert "alignment" in result.output and "success rate" in result.output
     with pytest.raises(ValueError, match="names no digit"):
         digit_of_prompt("a digit banana")

@@ -125,3 +125,32 @@ def test_if_several_views_keep_variance_channels_and_negate_noise_only():
             assert noise.shape[1] == 6
             expected = _spec_noise(pipe.unet, sample, t, views, cond[:, None], uncond[:, None], 3.0, 3)
             torch.testing.assert_close(noise, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_shared_unconditional_branch_uses_one_untransformed_evaluation():
+    pipe = quiet(AnagramPipeline(**sd_components()))
+    views = [get_view("identity"), get_view("rotate_180")]
+    prompts = ["a painting of a red fox", "a painting of a duck"]
+    batches, captured = [], []
+    original_forward, original_step = pipe.unet.forward, pipe.scheduler.step
+
+    def spy_forward(sample, *args, **kwargs):
+        batches.append(sample.shape[0])
+        return original_forward(sample, *args, **kwargs)
+
+    def spy_step(noise, t, sample, **kwargs):
+        captured.append((noise.clone(), t, sample.clone()))
+        return original_step(noise, t, sample, **kwargs)
+
+    pipe.unet.forward, pipe.scheduler.step = spy_forward, spy_step
+    pipe(prompts, views=views, num_inference_steps=2, guidance_scale=4.0, share_unconditional=True,
+         generator=torch.Generator().manual_seed(0), output_type="latent", num_images_per_prompt=2)
+    pipe.unet.forward = original_forward
+    assert batches == [2 + 4, 2 + 4]  # B unconditional + N*B conditional rows
+    cond, uncond = pipe.encode_prompt(prompts, "cpu", 1, True)
+    with torch.no_grad():
+        for noise, t, sample in captured:
+            shared = pipe.unet(sample, t, encoder_hidden_states=uncond[:1].expand(2, -1, -1)).sample
+            guided = [shared + 4.0 * (v.inverse(pipe.unet(v.view(sample), t, encoder_hidden_states=c[None].expand(
+                2, -1, -1)).sample) - shared) for v, c in zip(views, cond)]
+            torch.testing.assert_close(noise, torch.stack(guided).mean(0), rtol=1e-5, atol=1e-5)

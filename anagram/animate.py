@@ -1,0 +1,566 @@
+"""Animations of anagrams: watch the image turn from one view into the next (GIF and MP4).
+
+    from anagram.animate import write_animation
+    write_animation("outputs/a-red-fox_a-duck__identity-rotate_180__seed0.png")   # .gif + .mp4 beside it
+    write_animation("outputs/")                                                  # every sample of a run
+
+The timeline, at ``fps`` frames per second, is a tour of the views:
+
+* a *hold* of ``H = max(1, round(hold_seconds * fps))`` frames on a view, captioned with its prompt;
+* a *transition* of ``T = round(transition_seconds * fps)`` frames to the next view on the tour, eased
+  in and out (smoothstep); the caption of the view being left fades out during the first half and
+  the next one fades in during the second half.
+
+The tour visits the views in order and, with ``boomerang=True`` (the default), travels back through
+them to the first one, so that a looping GIF/MP4 has no jump: ``0, 1, ..., V-1, V-2, ..., 1`` and then
+the loop restarts at view 0. That is ``2 (V - 1) (H + T)`` frames for ``V >= 2`` views (``H`` for a
+single view). Without boomerang the tour is ``0, 1, ..., V-1`` and ends on the hold of the last view:
+``V H + (V - 1) T`` frames. `frame_count` computes this.
+
+Transitions go through the canonical image. The transition from view ``a`` to view ``b`` is view
+``a``'s own animation (`View.make_frame`) run backwards, then view ``b``'s run forwards, each leg
+eased and taking half of the transition's frames. A leg of the identity view does nothing and is
+skipped, so the usual ``identity -> view`` transition is exactly ``view.make_frame(image, ease(s))``
+and ``view -> identity`` is the same motion backwards. (Going through the canonical image works for
+every view, third-party and factorized ones included, at the price of not taking shortcuts: from a
+90-degree rotation to a 180-degree one the image turns back to upright, then half a turn.)
+
+Small images are enlarged to ``size`` (the long side of the image box) with nearest-neighbour by an
+integer factor, so that the 32-px digits stay crisp, then resized to the box exactly (Lanczos, a
+small step; larger images are just resized with Lanczos). Hold frames are exactly `View.view_image`
+of the image, enlarged. Views that commute with the enlargement (rotations, flips, patch moves:
+checked numerically) are animated on the enlarged image, so that a tiny image turns smoothly; the
+others (pixel-grid permutations, frequency components) are animated at the image's own resolution,
+where they are defined, and the frames enlarged.
+
+Layout of a frame: the scaled image occupies the top ``(0, 0, width, height)`` box of the frame;
+the caption band (if any caption is given) lies below it. Frame sizes are even (video encoders
+need that), so ``width``/``height`` are the scaled image size rounded up to even numbers.
+
+In the list that `animation_frames` returns, the frames of one hold are the same `PIL.Image.Image`
+object; the GIF writer merges them into a single GIF frame with the hold's duration, so a GIF holds
+``2 (V - 1) (1 + T)`` frames with boomerang (``V + (V - 1) T`` without). GIF durations are
+multiples of 10 ms; they are rounded so that the cumulative time stays exact. The MP4 (H.264,
+yuv420p, through imageio's ffmpeg plugin and the ffmpeg binary that imageio-ffmpeg ships) has one
+video frame per list entry.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from .io import atomic_write_bytes
+from .render import caption_font
+from .views import View, parse_view
+
+FORMATS = ("gif", "mp4")
+DEFAULT_FPS = 20
+DEFAULT_HOLD = 1.0
+DEFAULT_TRANSITION = 1.5
+DEFAULT_SIZE = 384
+DEFAULT_FONT_SIZE = 20
+NEAREST_FROM = 2.0  # enlargements by this factor or more use nearest-neighbour
+
+
+class AnimationError(ValueError):
+    """An animation cannot be made as asked (bad options, no samples, an unreadable record)."""
+
+
+class MissingRecordError(FileNotFoundError):
+    """An output image has no JSON sidecar (the record of its views and prompts)."""
+
+
+# -- the timeline --------------------------------------------------------------------------------------
+
+
+def ease_in_out(s: float) -> float:
+    """Smoothstep ``3 s^2 - 2 s^3`` on [0, 1]: starts and ends at rest."""
+    s = min(1.0, max(0.0, float(s)))
+    return s * s * (3 - 2 * s)
+
+
+def hold_frames(fps: float, hold_seconds: float) -> int:
+    """Frames of a hold: at least one, so that every view is shown exactly."""
+    return max(1, round(hold_seconds * fps))
+
+
+def transition_frames(fps: float, transition_seconds: float) -> int:
+    """Frames strictly between two holds (0: a cut)."""
+    return max(0, round(transition_seconds * fps))
+
+
+def tour(num_views: int, boomerang: bool = True) -> list[int]:
+    """The order the views are visited in: ``[0, 1, 2, 1]`` for 3 views with boomerang."""
+    forward = list(range(num_views))
+    if boomerang and num_views > 1:
+        return forward + forward[-2:0:-1]
+    return forward
+
+
+def frame_count(num_views: int, *, fps: float = DEFAULT_FPS, hold_seconds: float = DEFAULT_HOLD,
+                transition_seconds: float = DEFAULT_TRANSITION, boomerang: bool = True) -> int:
+    """Number of frames `animation_frames` returns (and MP4 frames `write_animation` writes)."""
+    stops = len(tour(num_views, boomerang))
+    transitions = stops if boomerang and num_views > 1 else stops - 1
+    return stops * hold_frames(fps, hold_seconds) + transitions * transition_frames(fps, transition_seconds)
+
+
+def _is_identity(view: View) -> bool:
+    return view.name == "identity"
+
+
+def _leg(start: View, end: View, t: float) -> tuple[View, bool, float] | None:
+    """The leg of the ``start -> end`` transition at ``t``: (view, backwards, fraction of the leg)."""
+    legs = [(view, backwards) for view, backwards in ((start, True), (end, False)) if not _is_identity(view)]
+    if not legs:
+        return None
+    if len(legs) == 1:
+        return legs[0][0], legs[0][1], t
+    if t < 0.5:
+        return start, True, 2 * t
+    return end, False, 2 * t - 1
+
+
+def transition_frame(image: torch.Tensor, start: View, end: View, t: float,
+                     ease: Callable[[float], float] = ease_in_out) -> torch.Tensor:
+    """The frame a fraction ``t`` of the way from ``start`` to ``end`` (through the canonical image).
+
+    ``image`` is ``(C, H, W)`` in [0, 1]. Legs: ``start`` backwards, then ``end`` forwards, each eased;
+    identity legs are skipped. ``t = 0`` and ``t = 1`` give ``start``/``end``'s `View.view_image`.
+    """
+    leg = _leg(start, end, t)
+    if leg is None:
+        return image.clone()
+    view, backwards, local = leg
+    s = ease(local)
+    return view.make_frame(image, 1 - s if backwards else s)
+
+
+# -- pictures ---------------------------------------------------------------------------------------------
+
+
+def to_tensor(image: Image.Image | torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A display image as a float ``(3, H, W)`` tensor in [0, 1] (PIL, HWC uint8 array or CHW tensor)."""
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        array = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+        if array.ndim == 2:
+            array = np.repeat(array[..., None], 3, axis=2)
+        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    if isinstance(image, torch.Tensor):
+        tensor = image.detach().cpu().float()
+        if tensor.dim() == 4:
+            if tensor.shape[0] != 1:
+                raise AnimationError(f"animate one image at a time, got a batch of {tensor.shape[0]}")
+            tensor = tensor[0]
+        if tensor.dim() != 3:
+            raise AnimationError(f"expected an image (C, H, W), got shape {tuple(tensor.shape)}")
+        return tensor
+    raise AnimationError(f"cannot animate {type(image).__name__}: give a PIL image, an array or a tensor")
+
+
+def to_pil(tensor: torch.Tensor) -> Image.Image:
+    """A ``(C, H, W)`` tensor in [0, 1] as an RGB PIL image (1-channel images become grey)."""
+    array = (tensor.detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    array = array.transpose(1, 2, 0)
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return Image.fromarray(np.ascontiguousarray(array[..., :3]), "RGB")
+
+
+def _even(n: int) -> int:
+    return n + (n % 2)
+
+
+def scaled_size(width: int, height: int, size: int | None) -> tuple[int, int]:
+    """The image box of a frame: the long side ``size`` (``None``: as is), both sides even."""
+    if size is None:
+        return _even(width), _even(height)
+    if size < 2:
+        raise AnimationError(f"size must be at least 2 pixels, got {size}")
+    scale = size / max(width, height)
+    return _even(max(1, round(width * scale))), _even(max(1, round(height * scale)))
+
+
+def scale_image(image: Image.Image, box: tuple[int, int]) -> Image.Image:
+    """``image`` resized to ``box``: nearest-neighbour when enlarged 2x or more, Lanczos otherwise."""
+    if image.size == box:
+        return image
+    factor = min(box[0] / image.width, box[1] / image.height)
+    return image.resize(box, Image.NEAREST if factor >= NEAREST_FROM else Image.LANCZOS)
+
+
+def enlargement(width: int, height: int, box: tuple[int, int]) -> int:
+    """The integer nearest-neighbour factor that brings an image towards ``box`` (1: none, under 2x)."""
+    factor = int(min(box[0] / width, box[1] / height) + 1e-9)
+    return factor if factor >= NEAREST_FROM else 1
+
+
+def upscale(tensor: torch.Tensor, factor: int) -> torch.Tensor:
+    """Nearest-neighbour enlargement of ``(..., H, W)`` by an integer factor (every pixel a block)."""
+    if factor == 1:
+        return tensor
+    return tensor.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+
+
+def commutes_with_enlargement(view: View, image: torch.Tensor, factor: int) -> bool:
+    """Whether the view of the enlarged image is the enlarged view (rotations, flips, patch moves).
+
+    Such views are animated on the enlarged image, so that a 32-pixel digit turns smoothly instead
+    of in jagged steps; the others (pixel-grid permutations, frequency components) on the image
+    itself, then enlarged.
+    """
+    height, width = image.shape[-2:]
+    try:
+        view.check(height * factor, width * factor)
+        return bool(torch.allclose(view.view_image(upscale(image, factor)), upscale(view.view_image(image), factor),
+                                   atol=1e-5))
+    except Exception:  # noqa: BLE001 - a view that cannot act on the enlarged grid is drawn at its own size
+        return False
+
+
+def wrap_text(text: str, font, width: int) -> list[str]:
+    """Greedy word wrap of ``text`` to ``width`` pixels in ``font`` (a too-long word gets its own line)."""
+    lines: list[str] = []
+    for paragraph in text.splitlines() or [""]:
+        line = ""
+        for word in paragraph.split():
+            candidate = f"{line} {word}" if line else word
+            if line and font.getlength(candidate) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = candidate
+        lines.append(line)
+    return lines
+
+
+@dataclass
+class _Captioner:
+    """Draws captions centred in a band of fixed height under the image."""
+
+    font: Any
+    width: int
+    line_height: int
+    band: int
+    pad: int
+
+    @classmethod
+    def for_captions(cls, captions: Sequence[str] | None, width: int, font_size: int, font_path: str | None):
+        font = caption_font(font_size, font_path)
+        pad = max(4, font_size // 2)
+        line_height = int(round(font_size * 1.25))
+        texts = [c for c in (captions or []) if c]
+        if not texts:
+            return cls(font, width, line_height, 0, pad)
+        lines = max(len(wrap_text(text, font, width - 2 * pad)) for text in texts)
+        return cls(font, width, line_height, lines * line_height + 2 * pad, pad)
+
+    def draw(self, canvas: Image.Image, top: int, text: str | None, alpha: float) -> None:
+        if not text or self.band == 0 or alpha <= 0:
+            return
+        grey = int(round(255 * (1 - min(1.0, alpha))))
+        draw = ImageDraw.Draw(canvas)
+        for i, line in enumerate(wrap_text(text, self.font, self.width - 2 * self.pad)):
+            x = (self.width - self.font.getlength(line)) / 2
+            draw.text((x, top + self.pad + i * self.line_height), line, fill=(grey, grey, grey), font=self.font)
+
+
+# -- frames -------------------------------------------------------------------------------------------------
+
+
+def animation_frames(
+    image: Image.Image | torch.Tensor | np.ndarray,
+    views: Sequence[View | str | dict],
+    captions: Sequence[str] | None = None,
+    *,
+    fps: float = DEFAULT_FPS,
+    hold_seconds: float = DEFAULT_HOLD,
+    transition_seconds: float = DEFAULT_TRANSITION,
+    size: int | None = DEFAULT_SIZE,
+    font_size: int = DEFAULT_FONT_SIZE,
+    font_path: str | None = None,
+    boomerang: bool = True,
+    ease: Callable[[float], float] = ease_in_out,
+) -> list[Image.Image]:
+    """The frames of the animation of ``image`` under ``views`` (see the module docstring).
+
+    ``image``: the canonical image (PIL, HWC array, or ``(C, H, W)`` tensor in [0, 1]). ``views``:
+    `View` objects, names or configs, in the order to visit. ``captions``: one per view (usually the
+    prompts), or ``None`` for no caption band. ``size``: long side of the image box in pixels
+    (``None``: the image's own size). Consecutive frames of a hold are one shared image object.
+    """
+    if fps <= 0:
+        raise AnimationError(f"fps must be positive, got {fps}")
+    if hold_seconds < 0 or transition_seconds < 0:
+        raise AnimationError("hold and transition lengths cannot be negative")
+    views = [parse_view(v) for v in views]
+    if not views:
+        raise AnimationError("give at least one view to animate")
+    if captions is not None and len(captions) != len(views):
+        raise AnimationError(f"give one caption per view: {len(views)} views, {len(captions)} captions")
+    tensor = to_tensor(image)
+    _, height, width = tensor.shape
+    for view in views:
+        view.check(height, width)
+    box = scaled_size(width, height, size)
+    captioner = _Captioner.for_captions(captions, box[0], font_size, font_path)
+    frame_size = (box[0], _even(box[1] + captioner.band))
+    factor = enlargement(width, height, box)
+    smooth = [factor > 1 and commutes_with_enlargement(view, tensor, factor) for view in views]
+    big = upscale(tensor, factor) if any(smooth) else tensor
+
+    def compose(frame: torch.Tensor, labels: Sequence[tuple[str | None, float]]) -> Image.Image:
+        canvas = Image.new("RGB", frame_size, "white")
+        canvas.paste(scale_image(to_pil(frame), box), (0, 0))
+        for text, alpha in labels:
+            captioner.draw(canvas, box[1], text, alpha)
+        return canvas
+
+    def caption(k: int) -> str | None:
+        return captions[k] if captions is not None else None
+
+    n_hold = hold_frames(fps, hold_seconds)
+    n_transition = transition_frames(fps, transition_seconds)
+    stops = tour(len(views), boomerang)
+    holds: dict[int, Image.Image] = {}
+    frames: list[Image.Image] = []
+    for position, k in enumerate(stops):
+        if k not in holds:
+            holds[k] = compose(upscale(views[k].view_image(tensor), factor), [(caption(k), 1.0)])
+        frames.extend([holds[k]] * n_hold)
+        last = position == len(stops) - 1
+        if last and not (boomerang and len(views) > 1):
+            break
+        nxt = stops[(position + 1) % len(stops)]
+        for j in range(n_transition):
+            t = (j + 1) / (n_transition + 1)
+            leg = _leg(views[k], views[nxt], t)
+            on_big = leg is not None and smooth[k if leg[0] is views[k] else nxt]
+            source, scale = (big, 1) if on_big else (tensor, factor)
+            frame = upscale(transition_frame(source, views[k], views[nxt], t, ease), scale)
+            labels = [(caption(k), ease(1 - 2 * t)), (caption(nxt), ease(2 * t - 1))]
+            frames.append(compose(frame, labels))
+    return frames
+
+
+# -- files ---------------------------------------------------------------------------------------------------
+
+
+def gif_bytes(frames: Sequence[Image.Image], fps: float) -> bytes:
+    """A looping GIF: runs of the same image object become one frame with the run's duration."""
+    runs: list[list[Any]] = []
+    for frame in frames:
+        if runs and runs[-1][0] is frame:
+            runs[-1][1] += 1
+        else:
+            runs.append([frame, 1])
+    durations, elapsed = [], 0
+    for _, count in runs:
+        start = round(elapsed * 100 / fps)
+        elapsed += count
+        durations.append(max(1, round(elapsed * 100 / fps) - start) * 10)  # GIF counts centiseconds
+    buffer = io.BytesIO()
+    first, *rest = [frame for frame, _ in runs]
+    first.save(buffer, format="GIF", save_all=True, append_images=rest, duration=durations, loop=0,
+               disposal=1, optimize=False)
+    return buffer.getvalue()
+
+
+def write_gif(path: str | os.PathLike, frames: Sequence[Image.Image], fps: float) -> Path:
+    return atomic_write_bytes(path, gif_bytes(frames, fps))
+
+
+def write_mp4(path: str | os.PathLike, frames: Sequence[Image.Image], fps: float, quality: float = 8) -> Path:
+    """H.264 MP4 (yuv420p, plays everywhere), written to a temporary file and renamed into place."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.mp4", dir=path.parent)
+    os.close(fd)
+    try:
+        writer = imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=quality,
+                                    pixelformat="yuv420p", macro_block_size=2, ffmpeg_log_level="error",
+                                    output_params=["-movflags", "+faststart"])
+        try:
+            for frame in frames:
+                writer.append_data(np.asarray(frame.convert("RGB")))
+        finally:
+            writer.close()
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+WRITERS = {"gif": write_gif, "mp4": write_mp4}
+
+
+def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
+    """``"gif,mp4"`` or ``["gif"]`` -> validated, de-duplicated lower-case formats."""
+    items = formats.split(",") if isinstance(formats, str) else list(formats)
+    chosen: list[str] = []
+    for item in (str(i).strip().lower().lstrip(".") for i in items):
+        if not item:
+            continue
+        if item not in WRITERS:
+            raise AnimationError(f"unknown animation format {item!r}; choose from {', '.join(FORMATS)}")
+        if item not in chosen:
+            chosen.append(item)
+    if not chosen:
+        raise AnimationError(f"give at least one animation format ({', '.join(FORMATS)})")
+    return tuple(chosen)
+
+
+# -- reading an output folder ------------------------------------------------------------------------------------
+
+
+@dataclass
+class SampleFiles:
+    """One generated sample on disk: its image and its JSON record (written by `anagram generate`)."""
+
+    stem: str
+    image_path: Path
+    record_path: Path
+    record: dict
+
+    def views(self) -> list[View]:
+        return [parse_view(config) for config in self.record["views"]]
+
+    def prompts(self) -> list[str]:
+        """The full prompts (style included), one per view."""
+        return list(self.record.get("full_prompts") or self.record.get("prompts") or [])
+
+    def load_image(self) -> Image.Image:
+        with Image.open(self.image_path) as image:
+            return image.convert("RGB")
+
+
+def _how_to_make_records() -> str:
+    return ("`anagram generate` writes <stem>.png with its <stem>.json (views and prompts) beside it; "
+            "animate that image or its folder, or regenerate it with `anagram generate`")
+
+
+def _read_record(record_path: Path) -> SampleFiles:
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError) as error:
+        raise AnimationError(f"cannot read the record {record_path}: {error}") from None
+    if not isinstance(record, dict) or "views" not in record:
+        raise AnimationError(f"{record_path} is not a sample record (no 'views'); {_how_to_make_records()}")
+    stem = record_path.name[: -len(".json")] if record_path.name.endswith(".json") else record_path.stem
+    image_name = (record.get("files") or {}).get("image") or f"{stem}.png"
+    image_path = record_path.parent / image_name
+    if not image_path.is_file():
+        raise AnimationError(f"the record {record_path} names the image {image_path}, which does not exist")
+    return SampleFiles(Path(image_name).stem, image_path, record_path, record)
+
+
+def _is_sample_record(path: Path) -> bool:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and isinstance(record.get("views"), list) and "seed" in record
+
+
+def find_samples(path: str | os.PathLike) -> list[SampleFiles]:
+    """The samples that ``path`` names: an output image (its JSON beside it), a JSON record, or a
+    folder (every sample record in it, sorted by name). Raises `MissingRecordError` for an image
+    without its JSON and `AnimationError` for a folder without samples."""
+    path = Path(path)
+    if path.is_dir():
+        records = sorted(p for p in path.glob("*.json") if _is_sample_record(p))
+        if not records:
+            raise AnimationError(f"no samples in {path}: expected <stem>.json records next to their images; "
+                                 f"{_how_to_make_records()}")
+        return [_read_record(p) for p in records]
+    if not path.exists():
+        raise AnimationError(f"no such file or folder: {path}")
+    if path.suffix.lower() == ".json":
+        return [_read_record(path)]
+    record_path = path.with_suffix(".json")
+    if not record_path.is_file():
+        hint = ""
+        if path.name.endswith(".views.png"):
+            hint = f" ({path.name} is a strip of views; pass the image {path.name[: -len('.views.png')]}.png)"
+        raise MissingRecordError(f"no JSON record for {path}: expected {record_path}{hint}. "
+                                 f"{_how_to_make_records()}.")
+    return [_read_record(record_path)]
+
+
+# -- the whole thing ----------------------------------------------------------------------------------------------
+
+
+def write_animation(
+    path_or_image: str | os.PathLike | Image.Image | torch.Tensor | np.ndarray,
+    out: str | os.PathLike | None = None,
+    formats: str | Sequence[str] = FORMATS,
+    *,
+    views: Sequence[View | str | dict] | None = None,
+    captions: Sequence[str] | None = None,
+    show_captions: bool = True,
+    on_written: Callable[[Path], None] | None = None,
+    **options: Any,
+) -> list[Path]:
+    """Write GIF/MP4 animations; returns the files written.
+
+    ``path_or_image``: an output image (its JSON record beside it), a JSON record, or an output
+    folder (every sample): the views and prompts come from the record(s) and the files go to
+    ``out`` (a folder; default: the input's folder) as ``<stem>.gif``/``<stem>.mp4``. Or an
+    in-memory image with ``views`` (and optionally ``captions``): then ``out`` is required and is
+    the file name without extension (or with a ``.gif``/``.mp4`` one, which is replaced).
+    ``show_captions=False`` leaves the prompts off. ``options`` go to `animation_frames` (``fps``,
+    ``hold_seconds``, ``transition_seconds``, ``size``, ``font_size``, ``font_path``, ``boomerang``).
+    """
+    formats = parse_formats(formats)
+    fps = options.get("fps", DEFAULT_FPS)
+    jobs: list[tuple[Any, list, Sequence[str] | None, Path]] = []
+    if isinstance(path_or_image, (str, os.PathLike)):
+        if views is not None:
+            raise AnimationError("views come from the record when animating a file; pass an image to set them")
+        path = Path(path_or_image)
+        folder = Path(out) if out is not None else (path if path.is_dir() else path.parent)
+        for sample in find_samples(path):
+            prompts = sample.prompts() if captions is None else list(captions)
+            jobs.append((sample, sample.views(), prompts, folder / sample.stem))
+    else:
+        if views is None:
+            raise AnimationError("give the views to animate an image (or animate a generated file)")
+        if out is None:
+            raise AnimationError("give `out`, the path of the animation files (without extension)")
+        base = Path(out)
+        if base.suffix.lower().lstrip(".") in FORMATS:
+            base = base.with_suffix("")
+        jobs.append((path_or_image, list(views), captions, base))
+
+    written: list[Path] = []
+    for source, job_views, job_captions, base in jobs:
+        image = source.load_image() if isinstance(source, SampleFiles) else source
+        frames = animation_frames(image, job_views, job_captions if show_captions else None, **options)
+        for fmt in formats:
+            target = base.parent / f"{base.name}.{fmt}"
+            written.append(WRITERS[fmt](target, frames, fps))
+            if on_written is not None:
+                on_written(target)
+    return written
+
+
+__all__ = [
+    "AnimationError", "MissingRecordError", "SampleFiles", "animation_frames", "ease_in_out", "find_samples",
+    "frame_count", "gif_bytes", "hold_frames", "parse_formats", "scaled_size", "tour", "transition_frame",
+    "transition_frames", "write_animation", "write_gif", "write_mp4",
+]
