@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .attention import CrossAttentionCapture
+from .attention import CaptureComplete, CrossAttentionCapture
 
 __all__ = [
     "anti_segregation_loss",
@@ -102,11 +102,14 @@ def concept_maps(
 
 def _loss_at(sample, predict_cond, views, token_indices, capture, target) -> torch.Tensor:
     """Run the closure inside the capture and turn its maps into the ``(B,)`` loss."""
-    if capture.active:
-        predict_cond(sample)
-    else:
-        with capture:
+    try:
+        if capture.active:
             predict_cond(sample)
+        else:
+            with capture:
+                predict_cond(sample)
+    except CaptureComplete:
+        pass  # the capture stopped the forward after its last layer: the maps are all there
     maps = concept_maps(capture.maps(), token_indices, views)
     return anti_segregation_loss(maps, target)
 

@@ -49,6 +49,15 @@ __all__ = [
 BLOCKS = ("down", "mid", "up")
 
 
+class CaptureComplete(Exception):
+    """Raised by a capture with ``stop_when_complete`` once every chosen layer has recorded its maps.
+
+    A caller that only needs the maps (the anti-segregation pass) catches it: the rest of the UNet
+    forward, and so its backward, is skipped. The gradient of anything computed from the maps is
+    unchanged, since nothing after the last captured layer influences them.
+    """
+
+
 class AttentionCaptureError(ValueError):
     """The requested cross-attention maps cannot be captured (no such layer, nothing recorded...)."""
 
@@ -255,6 +264,7 @@ class CrossAttentionCapture:
         layers: Iterable[str] = ("down", "up"),
         batch_slice: slice | None = None,
         accumulate: bool = False,
+        stop_when_complete: bool = False,
     ):
         if sample_size is None:
             sample_size = getattr(getattr(unet, "config", None), "sample_size", None)
@@ -265,6 +275,8 @@ class CrossAttentionCapture:
         self.layers = tuple(layers)
         self.batch_slice = batch_slice if batch_slice is not None else slice(None)
         self.accumulate = accumulate
+        self.stop_when_complete = stop_when_complete
+        self._calls_this_forward = 0
 
         modules = cross_attention_modules(unet, self.layers)
         height, width = self.sample_size
@@ -331,6 +343,7 @@ class CrossAttentionCapture:
             )
         if not self.accumulate:
             self._maps = []
+        self._calls_this_forward = 0
 
     # -- recording ---------------------------------------------------------------------------------
 
@@ -366,6 +379,9 @@ class CrossAttentionCapture:
         # sum over heads right away: it is what the loss uses and divides the memory by #heads
         probs = probs.view(kept, attn.heads, h * w, probs.shape[-1]).sum(1)
         self._maps.append(probs.view(kept, h, w, probs.shape[-1]))
+        self._calls_this_forward += 1
+        if self.stop_when_complete and self._calls_this_forward >= len(self._modules):
+            raise CaptureComplete
 
     # -- results -------------------------------------------------------------------------------------
 

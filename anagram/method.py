@@ -36,6 +36,11 @@ class AntiSegregation:
             (the reference's 32 of 64) and a quarter for latent models (16 of a 64 latent).
         layers: UNet block groups the maps come from (reference: down and up).
         target: target overlap; None is the reference's ``0.5 - 0.05 (N - 1)``.
+        interval: apply on every ``interval``-th step only (1: every step, the reference), a cheaper variant.
+
+    The extra UNet pass that provides the maps stops after the last captured layer, which gives the
+    same gradient for less work; capturing from the down blocks only (``layers=("down",)``) stops it
+    earlier still.
     """
 
     step_size: float = 5.0
@@ -43,6 +48,10 @@ class AntiSegregation:
     resolution: int | None = None
     layers: tuple[str, ...] = ("down", "up")
     target: float | None = None
+    interval: int = 1
+
+    def active_at(self, step_index: int, num_steps: int) -> bool:
+        return step_index < round(self.fraction * num_steps) and step_index % max(1, self.interval) == 0
 
 
 @dataclass
@@ -167,8 +176,9 @@ class MethodHooks:
                                                        layers=layers, batch_slice=self.cond_rows)
         self.anti_capture = None
         if config.anti_segregation is not None:
+            # The pass only feeds the maps: stop it after the last captured layer (same gradient, less work).
             self.anti_capture = CrossAttentionCapture(pipeline.unet, resolution, sample_size=sample_size,
-                                                      layers=layers, batch_slice=None)
+                                                      layers=layers, batch_slice=None, stop_when_complete=True)
         self.concept_share = None
         self.loss_history: list[torch.Tensor] = []
 
@@ -214,7 +224,7 @@ class MethodHooks:
     def after_step(self, step_index, num_steps, next_t, sample):
         """Anti-segregation: one gradient step on the new sample, maps from a pass at the next timestep."""
         settings = self.config.anti_segregation
-        if settings is None or next_t is None or step_index >= round(settings.fraction * num_steps):
+        if settings is None or next_t is None or not settings.active_at(step_index, num_steps):
             return sample
         model = self.pipeline.make_model_call(self.cond_embeddings, None)
         scheduler = self.pipeline.scheduler

@@ -212,3 +212,23 @@ def test_sum_tokens_contiguous_and_scattered():
     torch.testing.assert_close(sum_tokens(m, [1, 5]), m[..., 1] + m[..., 5])
     with pytest.raises(ValueError):
         sum_tokens(m, [])
+
+
+def test_stopping_after_the_last_captured_layer_gives_the_same_step(sd):
+    views = [Identity(), Rot180()]
+    g = torch.Generator().manual_seed(3)
+    sample, emb = torch.randn(1, 4, 16, 16, generator=g), torch.randn(2, 8, 32, generator=g)
+    calls = []
+    hook = sd.conv_out.register_forward_hook(lambda *args: calls.append(1))
+    results = []
+    try:
+        for stop in (False, True):
+            capture = capture_cross_attention(sd, resolution=8, layers=("down",))
+            capture.stop_when_complete = stop
+            results.append(anti_segregation_step(sample, closure(sd, views, emb), views, [[3], [5]], capture,
+                                                 step_size=100.0))
+    finally:
+        hook.remove()
+    assert calls == [1]  # the stopped pass never reached the output layer
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=0)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=0, atol=0)

@@ -136,3 +136,10 @@ def test_cli_method_switches_are_recorded(tmp_path):
     record = json.loads(next(out.glob("*.json")).read_text())
     assert record["method"]["balance"] is False and record["method"]["rectify"] == "correlation"
     assert record["method"]["anti_segregation"]["step_size"] == 50
+
+
+def test_anti_segregation_schedule_follows_the_reference_and_the_interval():
+    reference = AntiSegregation()
+    assert [i for i in range(30) if reference.active_at(i, 30)] == list(range(26))
+    every_other = AntiSegregation(interval=2)
+    assert [i for i in range(30) if every_other.active_at(i, 30)] == list(range(0, 26, 2))
