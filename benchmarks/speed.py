@@ -1,0 +1,184 @@
+"""Speed and memory of anagram sampling against plain diffusers, side by side in one run.
+
+Builds the full-size Stable Diffusion 1.5 UNet from its known configuration with random weights (no
+download; the cost is the real one) plus a small VAE and text encoder, then times, per denoising
+step: diffusers' `StableDiffusionPipeline` (UNet batch 2), the anagram baseline with N = 2 and 3,
+the shared unconditional branch, each multi-task component alone and the full method. Prints wall
+time per step, peak memory above the loaded models, and ratios to N x plain.
+
+    python benchmarks/speed.py --quick        # 16x16 latent, 10 steps: about a minute or two on a CPU
+    python benchmarks/speed.py                # 64x64 latent (512 px), 6 steps
+
+Run it with nothing else busy (two processes on two cores make PyTorch's threads crawl). Peak memory
+is the resident set size sampled every millisecond on CPU (Linux), `max_memory_allocated` on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from tiny_models import clip_tokenizer  # noqa: E402  (the in-memory tokenizer the tests use)
+
+from anagram import AnagramPipeline  # noqa: E402
+from anagram.method import AntiSegregation, MultiTask  # noqa: E402
+
+SD15_UNET = dict(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32,
+)
+PROMPTS = ["an oil painting of an old man", "an oil painting of a waterfall", "an oil painting of a red fox"]
+OFF = dict(balance=False, rectify=None, anti_segregation=None)
+
+
+def build_components(seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    tokenizer = clip_tokenizer(max_length=77)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=768, intermediate_size=768, num_hidden_layers=1, num_attention_heads=8,
+        max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1)).eval()
+    vae = AutoencoderKL(block_out_channels=(32, 32, 32, 32), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=8).eval()
+    unet = UNet2DConditionModel(**SD15_UNET).eval()
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                              set_alpha_to_one=False, steps_offset=1)
+    return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
+
+
+class PeakMemory:
+    """Peak memory above the level at entry: CUDA allocator statistics, or RSS sampled every ms."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.peak, self._stop = device, 0, threading.Event()
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.start = torch.cuda.memory_allocated()
+        else:
+            self.start = self.peak = self.rss()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated()
+        else:
+            self._stop.set()
+            self._thread.join()
+        self.extra = max(0, self.peak - self.start)
+
+
+def time_call(fn, steps: int, device: torch.device, repeats: int) -> tuple[float, int]:
+    """Best-of-`repeats` seconds per denoising step, and peak extra memory of one call."""
+    fn()  # warm-up: allocator, kernels, caches
+    best = float("inf")
+    memory = 0
+    for _ in range(repeats):
+        with PeakMemory(device) as peak:
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - start
+        best, memory = min(best, elapsed), max(memory, peak.extra)
+    return best / steps, memory
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="16x16 latent, 10 steps")
+    parser.add_argument("--latent", type=int, default=None, help="latent side (default 64, or 16 with --quick)")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 6, or 10 with --quick)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per row (best is kept)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    latent = args.latent or (16 if args.quick else 64)
+    steps = args.steps or (10 if args.quick else 6)
+    repeats = args.repeats or (2 if args.quick else 1)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # random weights produce denormals, which are very slow on CPUs
+    device = torch.device(args.device)
+
+    components = build_components()
+    plain = StableDiffusionPipeline(**components, safety_checker=None, feature_extractor=None,
+                                    requires_safety_checker=False).to(device)
+    anagram = AnagramPipeline.from_pipe(plain)
+    for pipe in (plain, anagram):
+        pipe.set_progress_bar_config(disable=True)
+    size = latent * anagram.vae_scale_factor
+    common = dict(num_inference_steps=steps, height=size, width=size, output_type="latent", guidance_scale=7.5)
+
+    def plain_call(images):
+        return lambda: plain(PROMPTS[0], num_images_per_prompt=images, generator=torch.Generator().manual_seed(0),
+                             **common)
+
+    def anagram_call(n, method=None, **kwargs):
+        views = ["identity", "rotate_180", "flip"][:n]
+        return lambda: anagram(PROMPTS[:n], views=views, method=method, generator=torch.Generator().manual_seed(0),
+                               **common, **kwargs)
+
+    down_only = AntiSegregation(layers=("down",))
+    rows = [
+        ("plain diffusers, 1 image (UNet batch 2)", 1, plain_call(1)),
+        ("plain diffusers, 2 images (UNet batch 4)", 2, plain_call(2)),
+        ("anagram baseline N=2", 2, anagram_call(2)),
+        ("anagram baseline N=3", 3, anagram_call(3)),
+        ("shared unconditional N=2", 2, anagram_call(2, share_unconditional=True)),
+        ("balancing only (attention scorer) N=2", 2, anagram_call(2, MultiTask(**{**OFF, "balance": True}))),
+        ("rectification only N=2", 2, anagram_call(2, MultiTask(**{**OFF, "rectify": "product"}))),
+        ("anti-segregation only (down+up) N=2", 2, anagram_call(2, MultiTask(**{**OFF, "anti_segregation":
+                                                                              AntiSegregation()}))),
+        ("anti-segregation only (down) N=2", 2, anagram_call(2, MultiTask(**{**OFF, "anti_segregation": down_only}))),
+        ("full method (down+up maps) N=2", 2, anagram_call(2, MultiTask())),
+        ("full method (down maps) N=2", 2, anagram_call(2, MultiTask(anti_segregation=down_only))),
+    ]
+    print(f"device {device}, threads {torch.get_num_threads()}, latent {latent}x{latent}, {steps} steps, "
+          f"SD 1.5 UNet {sum(p.numel() for p in components['unet'].parameters()) / 1e6:.0f}M parameters")
+    results = {}
+    with torch.no_grad():
+        for name, n, fn in rows:
+            results[name] = (n, *time_call(fn, steps, device, repeats))
+            print(f"  measured {name}", file=sys.stderr)
+    plain_step, plain_memory = results[rows[0][0]][1:]
+    baseline = {2: results["anagram baseline N=2"][1], 3: results["anagram baseline N=3"][1]}
+    print(f"\n{'configuration':44s} {'s/step':>8s} {'x N*plain':>10s} {'x baseline':>11s} {'extra MiB':>10s}")
+    for name, (n, seconds, memory) in results.items():
+        vs_baseline = f"{seconds / baseline[n]:11.2f}" if n in baseline and name.startswith(("anagram", "shared",
+                                                                                             "balancing", "rect",
+                                                                                             "anti", "full")) else ""
+        print(f"{name:44s} {seconds:8.3f} {seconds / (n * plain_step):10.2f} {vs_baseline:>11s} "
+              f"{memory / 2**20:10.1f}")
+    same_batch = results["plain diffusers, 2 images (UNet batch 4)"][2]
+    print(f"\npeak extra memory, anagram baseline N=2 vs plain at the same UNet batch (4): "
+          f"{results['anagram baseline N=2'][2] / max(same_batch, 1):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
