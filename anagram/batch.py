@@ -115,7 +115,9 @@ class Unit:
     seed: int
 
     def files(self) -> dict[str, str]:
-        return {"image": f"{self.id}.png", "views": f"{self.id}.views.png", "record": f"{self.id}.json"}
+        from .generate import sample_files
+
+        return sample_files(self.id)
 
 
 @dataclass
@@ -499,17 +501,10 @@ class RankManifest:
 
 
 def save_unit(out_dir: Path, generator, sample, unit: Unit) -> dict[str, str]:
-    """`anagram.generate.save_sample`, under the unit's name: views strip, image, then (last) the sidecar."""
-    from .io import write_json, write_png
-    from .render import view_strip
+    """`anagram.generate.save_sample` under the unit's name (the sidecar last marks the unit complete)."""
+    from .generate import save_sample
 
-    sample.files = unit.files()
-    record = generator.record(sample)
-    captions = [f"{config['name']}: {prompt}" for config, prompt in zip(record["views"], sample.prompts)]
-    write_png(out_dir / sample.files["views"], view_strip(sample.views, captions))
-    write_png(out_dir / sample.files["image"], sample.image, record)
-    write_json(out_dir / sample.files["record"], record)  # last: its presence marks the unit complete
-    return sample.files
+    return save_sample(out_dir, generator, sample, stem=unit.id)
 
 
 # -- running -----------------------------------------------------------------------------------------------

@@ -182,14 +182,20 @@ def sample_stem(request: Request, seed: int) -> str:
     return f"{slug}__{names}__seed{seed}"
 
 
-def save_sample(out_dir: str | Path, generator: Generator, sample: Sample) -> dict[str, str]:
-    """Write image (metadata in a PNG text chunk), views strip and JSON sidecar, each atomically."""
+def sample_files(stem: str) -> dict[str, str]:
+    return {"image": f"{stem}.png", "views": f"{stem}.views.png", "record": f"{stem}.json"}
+
+
+def save_sample(out_dir: str | Path, generator: Generator, sample: Sample, stem: str | None = None) -> dict[str, str]:
+    """Write image (metadata in a PNG text chunk), views strip and JSON sidecar, each atomically.
+
+    The sidecar is written last: its presence marks the sample complete (resumable batches rely on it).
+    """
     out_dir = Path(out_dir)
-    stem = sample_stem(generator.request, sample.seed)
-    sample.files = {"image": f"{stem}.png", "views": f"{stem}.views.png", "record": f"{stem}.json"}
+    sample.files = sample_files(stem or sample_stem(generator.request, sample.seed))
     record = generator.record(sample)
     captions = [f"{config['name']}: {prompt}" for config, prompt in zip(record["views"], sample.prompts)]
     write_png(out_dir / sample.files["views"], view_strip(sample.views, captions))
     write_png(out_dir / sample.files["image"], sample.image, record)
-    write_json(out_dir / sample.files["record"], record)  # last: its presence marks the sample complete
+    write_json(out_dir / sample.files["record"], record)
     return sample.files
