@@ -63,6 +63,9 @@ class AnagramCallMixin:
         bad_inputs = set(callback_on_step_end_tensor_inputs or ()) - set(self._callback_tensor_inputs)
         if bad_inputs:
             raise ValueError(f"callback_on_step_end_tensor_inputs must be in {self._callback_tensor_inputs}")
+        if isinstance(generator, list) and len(generator) != num_images_per_prompt:
+            raise ValueError(f"got {len(generator)} generators for {num_images_per_prompt} images: give one per image "
+                             "(num_images_per_prompt) or a single generator")
         multitask = resolve_method(method)
         do_cfg = guidance_scale > 1.0
         device = self._execution_device

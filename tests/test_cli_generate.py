@@ -100,3 +100,20 @@ def test_atomic_writes_leave_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_generate_with_deepfloyd_if_stage_one_and_two_folders(tmp_path):
+    from anagram import IFAnagramPipeline, IFSuperResolutionAnagramPipeline
+    from tiny_models import if_components, if_sr_components
+
+    IFAnagramPipeline(**if_components()).save_pretrained(tmp_path / "if-i")
+    IFSuperResolutionAnagramPipeline(**if_sr_components()).save_pretrained(tmp_path / "if-ii")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["generate", "a red fox", "a duck", "--views", "identity,rotate_cw", "--model",
+                                 str(tmp_path / "if-i"), "--upscaler", str(tmp_path / "if-ii"), "--steps", "2",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(next(out.glob("*.json")).read_text())
+    assert record["model"]["pipeline_class"] == "IFAnagramPipeline"
+    assert record["upscaler"]["location"] == str(tmp_path / "if-ii")
+    assert Image.open(out / record["files"]["image"]).size == (32, 32)  # stage II upscaled 16 -> 32

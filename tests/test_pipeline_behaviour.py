@@ -102,6 +102,8 @@ def test_given_latents_and_per_sample_generators_are_reproducible(sd):
             generator=[torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)]).images
     b = run(sd, views=["identity", "flip"], output_type="latent", generator=torch.Generator().manual_seed(2)).images
     torch.testing.assert_close(a[1:], b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="3 generators for 2 images"):
+        run(sd, views=["identity", "flip"], num_images_per_prompt=2, generator=[torch.Generator()] * 3)
     with pytest.raises(ValueError, match="latents must have shape"):
         run(sd, views=["identity", "flip"], latents=torch.zeros(1, 4, 8, 8))
 
