@@ -40,6 +40,7 @@ METHODS = {
     "balancing (classifier)": MultiTask(**{**OFF, "balance": True, "scorer": "digits"}),
     "rectification": MultiTask(**{**OFF, "rectify": "product"}),
     "anti-segregation": MultiTask(**{**OFF, "anti_segregation": AntiSegregation()}),
+    "anti-segregation, step 500": MultiTask(**{**OFF, "anti_segregation": AntiSegregation(step_size=500.0)}),
     "full (attention scorer)": MultiTask(scorer="attention"),
     "full (classifier scorer)": MultiTask(scorer="digits"),
     "full, down-block maps": MultiTask(scorer="attention", anti_segregation=AntiSegregation(layers=("down",))),

@@ -6,8 +6,9 @@ step: diffusers' `StableDiffusionPipeline` (UNet batch 2), the anagram baseline 
 the shared unconditional branch, each multi-task component alone and the full method. Prints wall
 time per step, peak memory above the loaded models, and ratios to N x plain.
 
-    python benchmarks/speed.py --quick        # 16x16 latent, 10 steps: about a minute or two on a CPU
-    python benchmarks/speed.py                # 64x64 latent (512 px), 6 steps
+    python benchmarks/speed.py --quick        # 16x16 latent, 3 steps: a few minutes on 2 CPU cores
+    python benchmarks/speed.py --latent 32    # 256 px
+    python benchmarks/speed.py                # 64x64 latent (512 px), 4 steps
 
 Run it with nothing else busy (two processes on two cores make PyTorch's threads crawl). Peak memory
 is the resident set size sampled every millisecond on CPU (Linux), `max_memory_allocated` on CUDA.
@@ -94,33 +95,36 @@ class PeakMemory:
 
 
 def time_call(fn, steps: int, device: torch.device, repeats: int) -> tuple[float, int]:
-    """Best-of-`repeats` seconds per denoising step, and peak extra memory of one call."""
-    fn()  # warm-up: allocator, kernels, caches
+    """Best-of-`repeats` seconds per denoising step, and peak extra memory of a separate 2-step call.
+
+    Memory is measured apart from time: on a CPU the sampling thread would steal cycles from
+    PyTorch's worker threads and distort the timing.
+    """
+    fn(2)  # warm-up: allocator, kernels, caches
     best = float("inf")
-    memory = 0
     for _ in range(repeats):
-        with PeakMemory(device) as peak:
-            start = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            elapsed = time.perf_counter() - start
-        best, memory = min(best, elapsed), max(memory, peak.extra)
-    return best / steps, memory
+        start = time.perf_counter()
+        fn(steps)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    with PeakMemory(device) as peak:
+        fn(2)
+    return best / steps, peak.extra
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="16x16 latent, 10 steps")
+    parser.add_argument("--quick", action="store_true", help="16x16 latent, 3 steps")
     parser.add_argument("--latent", type=int, default=None, help="latent side (default 64, or 16 with --quick)")
-    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 6, or 10 with --quick)")
+    parser.add_argument("--steps", type=int, default=None, help="timed denoising steps (default 4, or 3 with --quick)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per row (best is kept)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     latent = args.latent or (16 if args.quick else 64)
-    steps = args.steps or (10 if args.quick else 6)
-    repeats = args.repeats or (2 if args.quick else 1)
+    steps = args.steps or (3 if args.quick else 4)
+    repeats = args.repeats or 1
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # random weights produce denormals, which are very slow on CPUs
@@ -133,16 +137,16 @@ def main(argv=None) -> None:
     for pipe in (plain, anagram):
         pipe.set_progress_bar_config(disable=True)
     size = latent * anagram.vae_scale_factor
-    common = dict(num_inference_steps=steps, height=size, width=size, output_type="latent", guidance_scale=7.5)
+    common = dict(height=size, width=size, output_type="latent", guidance_scale=7.5)
 
     def plain_call(images):
-        return lambda: plain(PROMPTS[0], num_images_per_prompt=images, generator=torch.Generator().manual_seed(0),
-                             **common)
+        return lambda k: plain(PROMPTS[0], num_images_per_prompt=images, num_inference_steps=k,
+                               generator=torch.Generator().manual_seed(0), **common)
 
     def anagram_call(n, method=None, **kwargs):
         views = ["identity", "rotate_180", "flip"][:n]
-        return lambda: anagram(PROMPTS[:n], views=views, method=method, generator=torch.Generator().manual_seed(0),
-                               **common, **kwargs)
+        return lambda k: anagram(PROMPTS[:n], views=views, method=method, num_inference_steps=k,
+                                 generator=torch.Generator().manual_seed(0), **common, **kwargs)
 
     down_only = AntiSegregation(layers=("down",))
     rows = [
@@ -175,6 +179,13 @@ def main(argv=None) -> None:
                                                                                              "anti", "full")) else ""
         print(f"{name:44s} {seconds:8.3f} {seconds / (n * plain_step):10.2f} {vs_baseline:>11s} "
               f"{memory / 2**20:10.1f}")
+    # Anti-segregation runs on round(26/30 * n) steps, never the last: project the measured cost to 30 steps.
+    active = sum(AntiSegregation().active_at(i, steps) for i in range(steps - 1)) / steps
+    print(f"\nprojected to a 30-step run with the default schedule (anti-segregation on 26 of 30 steps; "
+          f"{active:.2f} of the {steps} timed steps had it):")
+    for name in [r[0] for r in rows if r[0].startswith(("anti", "full"))]:
+        extra = (results[name][1] - baseline[2]) / active if active else 0.0
+        print(f"  {name:44s} {(baseline[2] + 26 / 30 * extra) / baseline[2]:.2f} x baseline")
     same_batch = results["plain diffusers, 2 images (UNet batch 4)"][2]
     print(f"\npeak extra memory, anagram baseline N=2 vs plain at the same UNet batch (4): "
           f"{results['anagram baseline N=2'][2] / max(same_batch, 1):.2f}x")
