@@ -23,6 +23,6 @@ def test_every_example_says_whether_ci_runs_it():
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if runs_in_ci(p)], ids=lambda p: p.stem)
 def test_notebook_executes(path, tmp_path):
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs if o.output_type == "error"]
     assert not errors
