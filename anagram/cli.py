@@ -150,7 +150,8 @@ def generate(
             generator = Generator(request, cpu_offload=cpu_offload, device=device)
         seeds = list(range(seed, seed + num_samples))
         with progress_bar() as progress:
-            task = progress.add_task("denoising", total=generator.total_steps(num_samples))
+            batches = -(-num_samples // batch_size)  # the steps of one batch advance the bar once each
+            task = progress.add_task("denoising", total=generator.total_steps(batches))
             for start in range(0, num_samples, batch_size):
                 batch = seeds[start : start + batch_size]
                 for sample in generator(batch, on_step=lambda: progress.advance(task)):

@@ -105,9 +105,10 @@ class Generator:
         self.steps = request.steps or self.steps
         self.guidance = request.guidance_scale if request.guidance_scale is not None else self.guidance
 
-    def total_steps(self, num_samples: int) -> int:
+    def total_steps(self, num_calls: int) -> int:
+        """Denoising steps of `num_calls` generator calls (each denoises its seeds together)."""
         upscale_steps = (self.request.upscaler_steps or self.steps) if self.upscaler else 0
-        return num_samples * (self.steps + upscale_steps)
+        return num_calls * (self.steps + upscale_steps)
 
     def __call__(self, seeds: Sequence[int], on_step: Callable[[], None] | None = None) -> list[Sample]:
         request = self.request
