@@ -405,16 +405,7 @@ class CrossAttentionCapture:
         return torch.stack([m.float() for m in self._maps]).mean(0)
 
 
-def capture_cross_attention(
-    unet: nn.Module,
-    *,
-    resolution: int | tuple[int, int],
-    sample_size: int | tuple[int, int] | None = None,
-    layers: Iterable[str] = ("down", "up"),
-    batch_slice: slice | None = None,
-    accumulate: bool = False,
-) -> CrossAttentionCapture:
-    """A `CrossAttentionCapture`, to use as ``with capture_cross_attention(unet, resolution=16) as cap:``."""
-    return CrossAttentionCapture(
-        unet, resolution, sample_size=sample_size, layers=layers, batch_slice=batch_slice, accumulate=accumulate
-    )
+def capture_cross_attention(unet: nn.Module, *, resolution: int | tuple[int, int], **options) -> CrossAttentionCapture:
+    """A `CrossAttentionCapture` with the same keyword options, for
+    ``with capture_cross_attention(unet, resolution=16) as cap:``."""
+    return CrossAttentionCapture(unet, resolution, **options)

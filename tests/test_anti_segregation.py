@@ -223,8 +223,7 @@ def test_stopping_after_the_last_captured_layer_gives_the_same_step(sd):
     results = []
     try:
         for stop in (False, True):
-            capture = capture_cross_attention(sd, resolution=8, layers=("down",))
-            capture.stop_when_complete = stop
+            capture = capture_cross_attention(sd, resolution=8, layers=("down",), stop_when_complete=stop)
             results.append(anti_segregation_step(sample, closure(sd, views, emb), views, [[3], [5]], capture,
                                                  step_size=100.0))
     finally:
