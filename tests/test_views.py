@@ -32,7 +32,7 @@ from anagram.views import (
     parse_view,
     register_view,
 )
-from anagram.views.factorized import blur_matrix, gaussian_blur, motion_kernel
+from anagram.views.factorized import BandedOperator, blur_matrix, gaussian_blur, mirror_index, motion_kernel
 
 PROPERTY = settings(max_examples=15, deadline=None, derandomize=True)
 
@@ -252,6 +252,37 @@ def test_blurs_match_reflect_padded_convolutions_and_scale_with_size():
     scaled = (F.avg_pool2d(low.inverse(big), 2) - expected).abs().mean()
     unscaled = (F.avg_pool2d(gaussian_blur(big, 2.0), 2) - expected).abs().mean()
     assert scaled < 0.1 * expected.abs().mean() and scaled < 0.3 * unscaled
+
+
+@pytest.mark.parametrize("size", [(8, 8), (40, 40), (128, 96), (200, 72)])
+@pytest.mark.parametrize("sigma", [0.7, 4.0])
+def test_banded_blur_equals_the_dense_matrix_product(size, sigma):
+    """The block-banded products skip only exact zeros: same result as the dense separable blur."""
+    height, width = size
+    x = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    dense = blur_matrix(height, sigma) @ x @ blur_matrix(width, sigma).T
+    assert torch.allclose(gaussian_blur(x, sigma), dense, atol=1e-12)
+    operator = BandedOperator(blur_matrix(128, 4.0))
+    assert len(operator.spans) > 1  # a wide image does get split into blocks
+    assert all(c1 - c0 < 128 for _, _, c0, c1 in operator.spans[1:-1])
+    half = gaussian_blur(x.half(), sigma)
+    assert half.dtype == torch.float16 and torch.allclose(half.double(), dense, atol=2e-2)
+
+
+@pytest.mark.parametrize("size", [(5, 7), (40, 40), (64, 96)])
+@pytest.mark.parametrize("angle", [0.0, 30.0, 90.0, 135.0])
+def test_motion_blur_equals_a_mirror_padded_convolution(size, angle):
+    height, width = size
+    x = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    view = get_view("motion", length=12.0, angle=angle)
+    kernel = motion_kernel(round(12.0 * min(size) / 64, 6), angle)
+    radius = kernel.shape[-1] // 2
+    rows = mirror_index(torch.arange(-radius, height + radius), height)
+    cols = mirror_index(torch.arange(-radius, width + radius), width)
+    padded = x[..., rows[:, None], cols[None, :]].reshape(6, 1, height + 2 * radius, width + 2 * radius)
+    # conv2d correlates: the flipped kernel makes it the convolution.
+    reference = F.conv2d(padded, kernel.flip(-2, -1)[None, None]).view_as(x)
+    assert torch.allclose(view.inverse(x), reference, atol=1e-12)
 
 
 def test_motion_kernel_points_along_its_angle():
