@@ -8,7 +8,8 @@ time per step, peak memory above the loaded models, and ratios to N x plain.
 
     python benchmarks/speed.py --quick        # 16x16 latent, 3 steps: a few minutes on 2 CPU cores
     python benchmarks/speed.py --latent 32    # 256 px
-    python benchmarks/speed.py                # 64x64 latent (512 px), 4 steps
+    python benchmarks/speed.py                # 64x64 latent (512 px), 4 steps: about 35 min on 2 cores
+    python benchmarks/speed.py --steps 2 --no-memory --only "shared,(down)"   # a subset at 512 px
 
 Run it with nothing else busy (two processes on two cores make PyTorch's threads crawl). Peak memory
 is the resident set size sampled every millisecond on CPU (Linux), `max_memory_allocated` on CUDA.
@@ -94,13 +95,14 @@ class PeakMemory:
         self.extra = max(0, self.peak - self.start)
 
 
-def time_call(fn, steps: int, device: torch.device, repeats: int) -> tuple[float, int]:
-    """Best-of-`repeats` seconds per denoising step, and peak extra memory of a separate 2-step call.
+def time_call(fn, steps: int, device: torch.device, repeats: int, memory: bool = True) -> tuple[float, int]:
+    """Best-of-`repeats` seconds per denoising step, and peak extra memory of a separate 2-step call
+    (0 when ``memory`` is off).
 
     Memory is measured apart from time: on a CPU the sampling thread would steal cycles from
     PyTorch's worker threads and distort the timing.
     """
-    fn(2)  # warm-up: allocator, kernels, caches
+    fn(1 if not memory else 2)  # warm-up: allocator, kernels, caches
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -108,6 +110,8 @@ def time_call(fn, steps: int, device: torch.device, repeats: int) -> tuple[float
         if device.type == "cuda":
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
+    if not memory:
+        return best / steps, 0
     with PeakMemory(device) as peak:
         fn(2)
     return best / steps, peak.extra
@@ -121,6 +125,10 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per row (best is kept)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated parts of row names to run (the plain and N=2 baseline rows, which the "
+                             "ratios need, always run)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory calls (halves the run)")
     args = parser.parse_args(argv)
     latent = args.latent or (16 if args.quick else 64)
     steps = args.steps or (3 if args.quick else 4)
@@ -163,15 +171,18 @@ def main(argv=None) -> None:
         ("full method (down+up maps) N=2", 2, anagram_call(2, MultiTask())),
         ("full method (down maps) N=2", 2, anagram_call(2, MultiTask(anti_segregation=down_only))),
     ]
+    if args.only:
+        wanted = [part.strip() for part in args.only.split(",") if part.strip()]
+        rows = rows[:3] + [row for row in rows[3:] if any(part in row[0] for part in wanted)]
     print(f"device {device}, threads {torch.get_num_threads()}, latent {latent}x{latent}, {steps} steps, "
           f"SD 1.5 UNet {sum(p.numel() for p in components['unet'].parameters()) / 1e6:.0f}M parameters")
     results = {}
     with torch.no_grad():
         for name, n, fn in rows:
-            results[name] = (n, *time_call(fn, steps, device, repeats))
+            results[name] = (n, *time_call(fn, steps, device, repeats, memory=not args.no_memory))
             print(f"  measured {name}", file=sys.stderr)
     plain_step, plain_memory = results[rows[0][0]][1:]
-    baseline = {2: results["anagram baseline N=2"][1], 3: results["anagram baseline N=3"][1]}
+    baseline = {n: results[f"anagram baseline N={n}"][1] for n in (2, 3) if f"anagram baseline N={n}" in results}
     print(f"\n{'configuration':44s} {'s/step':>8s} {'x N*plain':>10s} {'x baseline':>11s} {'extra MiB':>10s}")
     for name, (n, seconds, memory) in results.items():
         vs_baseline = f"{seconds / baseline[n]:11.2f}" if n in baseline and name.startswith(("anagram", "shared",
@@ -187,6 +198,8 @@ def main(argv=None) -> None:
         extra = (results[name][1] - baseline[2]) / active if active else 0.0
         print(f"  {name:44s} {(baseline[2] + 26 / 30 * extra) / baseline[2]:.2f} x baseline")
     same_batch = results["plain diffusers, 2 images (UNet batch 4)"][2]
+    if args.no_memory:
+        return
     print(f"\npeak extra memory, anagram baseline N=2 vs plain at the same UNet batch (4): "
           f"{results['anagram baseline N=2'][2] / max(same_batch, 1):.2f}x")
 
