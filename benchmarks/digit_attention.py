@@ -2,7 +2,7 @@
 
 Anti-segregation pulls together the cross-attention maps of the concept tokens of the views, so
 it is only meaningful if the model actually attends to the concept. This script installs a
-probing attention processor on every ``attn2`` (cross-attention) module of the UNet, samples
+probing attention processor (the training script's) on every ``attn2`` (cross-attention) module of the UNet, samples
 digits with the shipped scheduler and guidance, and reports the share of the attention
 probability mass that lands on the digit token, for the conditional branch, averaged over
 heads, pixels, layers, denoising steps and samples, next to the other tokens (BOS, filler words,
@@ -26,44 +26,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from anagram.testbed import DIGIT_NUMERALS, DIGIT_WORDS, DIGITS_MODEL_DIR  # noqa: E402
-from anagram.testbed.train_digits import load_model, sample  # noqa: E402
+from anagram.testbed.train_digits import install_share_probes, load_model, sample  # noqa: E402
 
 
-class ProbeProcessor:
-    """Plain attention (as diffusers' ``AttnProcessor``) that records the probabilities."""
-
-    def __init__(self, name: str, sink: list):
-        self.name, self.sink = name, sink
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
-        b, n, _ = hidden_states.shape
-        ctx = hidden_states if encoder_hidden_states is None else encoder_hidden_states
-        if attn.norm_cross and encoder_hidden_states is not None:
-            ctx = attn.norm_encoder_hidden_states(ctx)
-        mask = attn.prepare_attention_mask(attention_mask, ctx.shape[1], b)
-        q = attn.head_to_batch_dim(attn.to_q(hidden_states))
-        k = attn.head_to_batch_dim(attn.to_k(ctx))
-        v = attn.head_to_batch_dim(attn.to_v(ctx))
-        probs = attn.get_attention_scores(q, k, mask)  # (b * heads, n, T)
-        self.sink.append((self.name, n, probs.view(b, attn.heads, n, -1).mean(dim=1)))  # (b, pixels, T)
-        out = attn.batch_to_head_dim(torch.bmm(probs, v))
-        out = attn.to_out[1](attn.to_out[0](out))
-        if attn.residual_connection:
-            out = out + hidden_states
-        return out / attn.rescale_output_factor
-
-
-def install_probes(unet) -> list:
-    sink: list = []
-    procs = {}
-    for name in unet.attn_processors:
-        procs[name] = ProbeProcessor(name, sink) if ".attn2." in name else unet.attn_processors[name]
-    unet.set_attn_processor(procs)
-    return sink
+def install_probes(unet) -> tuple[list, int]:
+    """The training-time probes (`install_share_probes`) on every ``attn2`` module: each UNet call
+    appends one ``(B, pixels, T)`` head-averaged map per layer, always in the same layer order.
+    Returns the list they fill and the number of layers."""
+    return install_share_probes(unet), sum(".attn2." in name for name in unet.attn_processors)
 
 
 def measure(model, template: str, per_digit: int, guidance: float | None, seed: int = 0) -> dict:
-    sink = install_probes(model.unet)
+    sink, num_layers = install_probes(model.unet)
     digits = [d for d in range(10) for _ in range(per_digit)]
     prompts = [template.format(DIGIT_NUMERALS[d] if i % 2 else DIGIT_WORDS[d]) for i, d in enumerate(digits)]
     ids = model.tokenizer(prompts, padding="max_length", max_length=model.tokenizer.model_max_length,
@@ -73,17 +47,15 @@ def measure(model, template: str, per_digit: int, guidance: float | None, seed: 
     digit_pos = first_eos - 1  # the last word is one token (every digit word/numeral is)
     images = sample(model, prompts, guidance, None, torch.Generator().manual_seed(seed))
     b = len(prompts)
-    per_layer = defaultdict(list)
-    for name, n, p in sink:
-        per_layer[(name, n)].append(p[b:])  # the conditional half of the CFG batch
-    maps = {key: torch.stack(v).mean(0) for key, v in per_layer.items()}  # (b, pixels, T), mean over steps
+    # per layer, the conditional half of the CFG batch, averaged over steps: (b, pixels, T)
+    maps = {layer: torch.stack([p[b:] for p in sink[layer::num_layers]]).mean(0) for layer in range(num_layers)}
     layers = {key: m.mean(1) for key, m in maps.items()}  # (b, T), averaged over pixels
     mass = torch.stack(list(layers.values())).mean(0)  # averaged over layers
     rows = torch.arange(b)
     # where the digit token is attended: on the ink of the final image vs on the background
     ink, bg = [], []
-    for (name, n), m in maps.items():
-        r = int(n**0.5)
+    for m in maps.values():
+        r = int(m.shape[1]**0.5)
         digit_map = m[rows, :, digit_pos]  # (b, pixels)
         mask = torch.nn.functional.adaptive_avg_pool2d(images, r).flatten(1) > 0.0
         ink.append((digit_map * mask).sum() / mask.sum().clamp(min=1))
@@ -94,8 +66,8 @@ def measure(model, template: str, per_digit: int, guidance: float | None, seed: 
     fill_mask = (pos > 0) & (pos < digit_pos[:, None])
     eos_mask = pos > digit_pos[:, None]
     by_res = defaultdict(list)
-    for (name, n), m in layers.items():
-        by_res[int(n**0.5)].append(m[rows, digit_pos].mean())
+    for layer, m in layers.items():
+        by_res[int(maps[layer].shape[1]**0.5)].append(m[rows, digit_pos].mean())
     return {
         "digit": float(digit.mean()),
         "bos": float(bos.mean()),
@@ -117,7 +89,7 @@ def specificity(model, timestep: int = 400, per_digit: int = 4, seed: int = 0) -
     of another digit; returns the digit-token share on the image's ink / background for both."""
     from anagram.testbed.data import load_split
 
-    sink = install_probes(model.unet)
+    sink, _ = install_probes(model.unet)
     split = load_split(model.unet.config.sample_size)
     idx = torch.cat([(split.test_labels == d).nonzero()[:per_digit, 0] for d in range(10)])
     x0, labels = split.test_images[idx], split.test_labels[idx]
@@ -137,8 +109,8 @@ def specificity(model, timestep: int = 400, per_digit: int = 4, seed: int = 0) -
         model.unet(xt, torch.full((len(xt),), timestep), encoder_hidden_states=emb)
         ink, bg = [], []
         rows = torch.arange(len(xt))
-        for _, n, m in sink:
-            r = int(n**0.5)
+        for m in sink:
+            r = int(m.shape[1]**0.5)
             dm = m[rows, :, pos]
             mask = torch.nn.functional.adaptive_avg_pool2d(x0, r).flatten(1) > 0.0
             ink.append((dm * mask).sum() / mask.sum())
