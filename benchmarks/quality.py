@@ -5,8 +5,9 @@ shipped digits model; the shipped digit classifier judges each view. Printed per
 rate (every view recognised as its prompt's digit), mean alignment (the weaker view's probability)
 and mean concealment (spec §6), overall and per view, plus seconds per sample.
 
-    python benchmarks/quality.py                 # the table in README.md (about 15 minutes on 2 CPU cores)
+    python benchmarks/quality.py                 # the table in README.md (about 30 minutes on 2 CPU cores)
     python benchmarks/quality.py --seeds 4       # a quick look
+    python benchmarks/quality.py --methods "baseline,full (down-block maps)"
 
 The pairs include hard cases where plain averaging usually fails (one digit dominates both views).
 """
@@ -40,11 +41,12 @@ METHODS = {
     "balancing (classifier)": MultiTask(**{**OFF, "balance": True, "scorer": "digits"}),
     "rectification": MultiTask(**{**OFF, "rectify": "product"}),
     "anti-segregation": MultiTask(**{**OFF, "anti_segregation": AntiSegregation()}),
-    "anti-segregation, step 500": MultiTask(**{**OFF, "anti_segregation": AntiSegregation(step_size=500.0)}),
+    "anti-segregation (step 500)": MultiTask(**{**OFF, "anti_segregation": AntiSegregation(step_size=500.0)}),
     "full (attention scorer)": MultiTask(scorer="attention"),
     "full (classifier scorer)": MultiTask(scorer="digits"),
-    "full, down-block maps": MultiTask(scorer="attention", anti_segregation=AntiSegregation(layers=("down",))),
-    "baseline, shared uncond": ("baseline", True),
+    "full (down-block maps)": MultiTask(scorer="attention", anti_segregation=AntiSegregation(layers=("down",))),
+    "full (anti-seg every 2nd step)": MultiTask(scorer="attention", anti_segregation=AntiSegregation(interval=2)),
+    "baseline (shared uncond)": ("baseline", True),
 }
 
 
@@ -77,6 +79,9 @@ def main(argv=None) -> None:
     pipe.set_progress_bar_config(disable=True)
     judge = DigitJudge()
     chosen = [m.strip() for m in args.methods.split(",")] if args.methods else list(METHODS)
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown method(s) {unknown}; choose among: {', '.join(METHODS)}")
     print(f"digits testbed: {len(CASES)} cases x {args.seeds} seeds, {steps} steps, guidance {guidance}")
     results, per_view, seconds = {}, defaultdict(dict), {}
     for name in chosen:
@@ -98,13 +103,13 @@ def main(argv=None) -> None:
         print(f"  done: {name}", flush=True)
 
     views = list(dict.fromkeys(v for v, _, _ in CASES))
-    header = f"{'method':26s} {'success':>8s} {'align':>6s} {'conceal':>8s} {'s/img':>6s}  " + " ".join(
+    header = f"{'method':31s} {'success':>8s} {'align':>6s} {'conceal':>8s} {'s/img':>6s}  " + " ".join(
         f"{v[:12]:>12s}" for v in views)
     print("\n" + header + "\n" + "-" * len(header))
     for name in chosen:
         r = results[name]
         by_view = " ".join(f"{torch.cat(per_view[name][v]).mean().item():12.2f}" for v in views)
-        print(f"{name:26s} {r['success']:8.3f} {r['alignment']:6.3f} {r['concealment']:8.3f} {seconds[name]:6.2f}  "
+        print(f"{name:31s} {r['success']:8.3f} {r['alignment']:6.3f} {r['concealment']:8.3f} {seconds[name]:6.2f}  "
               f"{by_view}")
     print("\nsuccess: every view classified as its digit; align: mean probability of the weaker view; conceal: "
           "mean concealment (row/column average); per-view columns: success rate by view")
