@@ -124,6 +124,8 @@ def test_marked_concepts_and_missing_concepts(sd):
 
 
 def test_cli_method_switches_are_recorded(tmp_path):
+    import json
+
     folder = tmp_path / "model"
     AnagramPipeline(**sd_components()).save_pretrained(folder)
     out = tmp_path / "out"
@@ -131,11 +133,17 @@ def test_cli_method_switches_are_recorded(tmp_path):
         "generate", *PROMPTS, "--model", str(folder), "--steps", "2", "--size", "32", "--out", str(out),
         "--method", "mtl", "--no-balance", "--rectify", "correlation", "--anti-seg-step-size", "50"])
     assert result.exit_code == 0, result.output
-    import json
-
     record = json.loads(next(out.glob("*.json")).read_text())
     assert record["method"]["balance"] is False and record["method"]["rectify"] == "correlation"
     assert record["method"]["anti_segregation"]["step_size"] == 50
+    # the cheaper anti-segregation variants of the speed benchmark, from the command line
+    cheap = tmp_path / "cheap"
+    result = CliRunner().invoke(app, [
+        "generate", *PROMPTS, "--model", str(folder), "--steps", "3", "--size", "32", "--out", str(cheap),
+        "--method", "mtl", "--anti-seg-layers", "down", "--anti-seg-interval", "2"])
+    assert result.exit_code == 0, result.output
+    settings = json.loads(next(cheap.glob("*.json")).read_text())["method"]["anti_segregation"]
+    assert settings["layers"] == ["down"] and settings["interval"] == 2
 
 
 def test_anti_segregation_schedule_follows_the_reference_and_the_interval():
