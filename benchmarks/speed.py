@@ -6,7 +6,7 @@ step: diffusers' `StableDiffusionPipeline` (UNet batch 2), the anagram baseline 
 the shared unconditional branch, each multi-task component alone and the full method. Prints wall
 time per step, peak memory above the loaded models, and ratios to N x plain.
 
-    python benchmarks/speed.py --quick        # 16x16 latent, 3 steps: a few minutes on 2 CPU cores
+    python benchmarks/speed.py --quick        # 16x16 latent, 3 steps: about 2 minutes on 2 CPU cores
     python benchmarks/speed.py --latent 32    # 256 px
     python benchmarks/speed.py                # 64x64 latent (512 px), 4 steps: about 35 min on 2 cores
     python benchmarks/speed.py --steps 2 --no-memory --only "shared,(down)"   # a subset at 512 px
@@ -42,6 +42,7 @@ SD15_UNET = dict(
 )
 PROMPTS = ["an oil painting of an old man", "an oil painting of a waterfall", "an oil painting of a red fox"]
 OFF = dict(balance=False, rectify=None, anti_segregation=None)
+MEMORY_ROWS = ("plain diffusers, 2 images (UNet batch 4)", "anagram baseline N=2", "shared unconditional N=2")
 
 
 def build_components(seed: int = 0) -> dict:
@@ -95,14 +96,16 @@ class PeakMemory:
         self.extra = max(0, self.peak - self.start)
 
 
-def time_call(fn, steps: int, device: torch.device, repeats: int, memory: bool = True) -> tuple[float, int]:
-    """Best-of-`repeats` seconds per denoising step, and peak extra memory of a separate 2-step call
-    (0 when ``memory`` is off).
+def time_call(fn, steps: int, device: torch.device, repeats: int, memory: bool = True,
+              warmup_steps: int = 2) -> tuple[float, int | None]:
+    """Best-of-`repeats` seconds per denoising step, and peak extra memory of a separate call of
+    ``warmup_steps`` steps (None when ``memory`` is off).
 
     Memory is measured apart from time: on a CPU the sampling thread would steal cycles from
-    PyTorch's worker threads and distort the timing.
+    PyTorch's worker threads and distort the timing. Rows with anti-segregation need 2 warm-up steps
+    (it never runs on the last step); the others need 1.
     """
-    fn(1 if not memory else 2)  # warm-up: allocator, kernels, caches
+    fn(warmup_steps)  # warm-up: allocator, kernels, caches
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -111,9 +114,9 @@ def time_call(fn, steps: int, device: torch.device, repeats: int, memory: bool =
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
     if not memory:
-        return best / steps, 0
+        return best / steps, None
     with PeakMemory(device) as peak:
-        fn(2)
+        fn(warmup_steps)
     return best / steps, peak.extra
 
 
@@ -186,17 +189,20 @@ def main(argv=None) -> None:
     results = {}
     with torch.no_grad():
         for name, n, fn in rows:
-            results[name] = (n, *time_call(fn, steps, device, repeats, memory=not args.no_memory))
+            # --quick measures memory only where the memory target compares (same UNet batch, anti-seg off)
+            memory = not args.no_memory and (not args.quick or name in MEMORY_ROWS)
+            warmup = 2 if name in anti_segregation_of else 1
+            results[name] = (n, *time_call(fn, steps, device, repeats, memory=memory, warmup_steps=warmup))
             print(f"  measured {name}", file=sys.stderr)
-    plain_step, plain_memory = results[rows[0][0]][1:]
+    plain_step = results[rows[0][0]][1]
     baseline = {n: results[f"anagram baseline N={n}"][1] for n in (2, 3) if f"anagram baseline N={n}" in results}
     print(f"\n{'configuration':44s} {'s/step':>8s} {'x N*plain':>10s} {'x baseline':>11s} {'extra MiB':>10s}")
     for name, (n, seconds, memory) in results.items():
         vs_baseline = f"{seconds / baseline[n]:11.2f}" if n in baseline and name.startswith(("anagram", "shared",
                                                                                              "balancing", "rect",
                                                                                              "anti", "full")) else ""
-        print(f"{name:44s} {seconds:8.3f} {seconds / (n * plain_step):10.2f} {vs_baseline:>11s} "
-              f"{memory / 2**20:10.1f}")
+        mib = "-" if memory is None else f"{memory / 2**20:.1f}"
+        print(f"{name:44s} {seconds:8.3f} {seconds / (n * plain_step):10.2f} {vs_baseline:>11s} {mib:>10s}")
     # Anti-segregation runs on some steps only (the first 26 of 30 by default, never the last): the
     # measured extra cost per active step, projected to the steps it runs on in a 30-step run.
     print("\nprojected to a 30-step run (extra cost per step that ran anti-segregation, times the steps it runs on):")
