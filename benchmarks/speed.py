@@ -131,7 +131,7 @@ def main(argv=None) -> None:
     parser.add_argument("--only", default=None,
                         help="comma-separated parts of row names to run (the plain and N=2 baseline rows, which the "
                              "ratios need, always run)")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory calls (halves the run)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory calls (a shorter run)")
     args = parser.parse_args(argv)
     latent = args.latent or (16 if args.quick else 64)
     steps = args.steps or (3 if args.quick else 4)
@@ -159,28 +159,27 @@ def main(argv=None) -> None:
         return lambda k: anagram(PROMPTS[:n], views=views, method=method, num_inference_steps=k,
                                  generator=torch.Generator().manual_seed(0), **common, **kwargs)
 
+    def anagram_row(name, n, method=None, **kwargs):
+        """A row: name, N, the call, and the anti-segregation settings it runs (None when off)."""
+        return name, n, anagram_call(n, method, **kwargs), getattr(method, "anti_segregation", None)
+
     down_only = AntiSegregation(layers=("down",))
     every_other = AntiSegregation(interval=2)
     rows = [
-        ("plain diffusers, 1 image (UNet batch 2)", 1, plain_call(1)),
-        ("plain diffusers, 2 images (UNet batch 4)", 2, plain_call(2)),
-        ("anagram baseline N=2", 2, anagram_call(2)),
-        ("anagram baseline N=3", 3, anagram_call(3)),
-        ("shared unconditional N=2", 2, anagram_call(2, share_unconditional=True)),
-        ("balancing only (attention scorer) N=2", 2, anagram_call(2, MultiTask(**{**OFF, "balance": True}))),
-        ("rectification only N=2", 2, anagram_call(2, MultiTask(**{**OFF, "rectify": "product"}))),
-        ("anti-segregation only (down+up) N=2", 2, anagram_call(2, MultiTask(**{**OFF, "anti_segregation":
-                                                                              AntiSegregation()}))),
-        ("anti-segregation only (down) N=2", 2, anagram_call(2, MultiTask(**{**OFF, "anti_segregation": down_only}))),
-        ("full method (down+up maps) N=2", 2, anagram_call(2, MultiTask())),
-        ("full method (down maps) N=2", 2, anagram_call(2, MultiTask(anti_segregation=down_only))),
-        ("full method (down+up, every 2nd step) N=2", 2, anagram_call(2, MultiTask(anti_segregation=every_other))),
+        ("plain diffusers, 1 image (UNet batch 2)", 1, plain_call(1), None),
+        ("plain diffusers, 2 images (UNet batch 4)", 2, plain_call(2), None),
+        anagram_row("anagram baseline N=2", 2),
+        anagram_row("anagram baseline N=3", 3),
+        anagram_row("shared unconditional N=2", 2, share_unconditional=True),
+        anagram_row("balancing only (attention scorer) N=2", 2, MultiTask(**{**OFF, "balance": True})),
+        anagram_row("rectification only N=2", 2, MultiTask(**{**OFF, "rectify": "product"})),
+        anagram_row("anti-segregation only (down+up) N=2", 2,
+                    MultiTask(**{**OFF, "anti_segregation": AntiSegregation()})),
+        anagram_row("anti-segregation only (down) N=2", 2, MultiTask(**{**OFF, "anti_segregation": down_only})),
+        anagram_row("full method (down+up maps) N=2", 2, MultiTask()),
+        anagram_row("full method (down maps) N=2", 2, MultiTask(anti_segregation=down_only)),
+        anagram_row("full method (down+up, every 2nd step) N=2", 2, MultiTask(anti_segregation=every_other)),
     ]
-    anti_segregation_of = {  # the settings behind each row with anti-segregation, for the projection
-        name: settings for name, settings in [
-            ("anti-segregation only (down+up) N=2", AntiSegregation()), ("anti-segregation only (down) N=2", down_only),
-            ("full method (down+up maps) N=2", AntiSegregation()), ("full method (down maps) N=2", down_only),
-            ("full method (down+up, every 2nd step) N=2", every_other)]}
     if args.only:
         wanted = [part.strip() for part in args.only.split(",") if part.strip()]
         rows = rows[:3] + [row for row in rows[3:] if any(part in row[0] for part in wanted)]
@@ -188,10 +187,10 @@ def main(argv=None) -> None:
           f"SD 1.5 UNet {sum(p.numel() for p in components['unet'].parameters()) / 1e6:.0f}M parameters")
     results = {}
     with torch.no_grad():
-        for name, n, fn in rows:
+        for name, n, fn, anti_segregation in rows:
             # --quick measures memory only where the memory target compares (same UNet batch, anti-seg off)
             memory = not args.no_memory and (not args.quick or name in MEMORY_ROWS)
-            warmup = 2 if name in anti_segregation_of else 1
+            warmup = 2 if anti_segregation is not None else 1
             results[name] = (n, *time_call(fn, steps, device, repeats, memory=memory, warmup_steps=warmup))
             print(f"  measured {name}", file=sys.stderr)
     plain_step = results[rows[0][0]][1]
@@ -206,17 +205,17 @@ def main(argv=None) -> None:
     # Anti-segregation runs on some steps only (the first 26 of 30 by default, never the last): the
     # measured extra cost per active step, projected to the steps it runs on in a 30-step run.
     print("\nprojected to a 30-step run (extra cost per step that ran anti-segregation, times the steps it runs on):")
-    for name, settings in anti_segregation_of.items():
-        if name not in results:
+    for name, _, _, settings in rows:
+        if settings is None:
             continue
         timed = sum(settings.active_at(i, steps) for i in range(steps - 1))
         full_run = sum(settings.active_at(i, 30) for i in range(29))
         extra = (results[name][1] - baseline[2]) * steps / timed if timed else 0.0
         print(f"  {name:44s} {(baseline[2] + full_run / 30 * extra) / baseline[2]:.2f} x baseline "
               f"({timed} of {steps} timed steps, {full_run} of 30 had it)")
-    same_batch = results["plain diffusers, 2 images (UNet batch 4)"][2]
     if args.no_memory:
         return
+    same_batch = results["plain diffusers, 2 images (UNet batch 4)"][2]
     print(f"\npeak extra memory, anagram baseline N=2 vs plain at the same UNet batch (4): "
           f"{results['anagram baseline N=2'][2] / max(same_batch, 1):.2f}x")
 
