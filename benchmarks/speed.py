@@ -96,16 +96,15 @@ class PeakMemory:
         self.extra = max(0, self.peak - self.start)
 
 
-def time_call(fn, steps: int, device: torch.device, repeats: int, memory: bool = True,
-              warmup_steps: int = 2) -> tuple[float, int | None]:
-    """Best-of-`repeats` seconds per denoising step, and peak extra memory of a separate call of
-    ``warmup_steps`` steps (None when ``memory`` is off).
+def time_call(fn, steps: int, device: torch.device, repeats: int, memory: bool = True) -> tuple[float, int | None]:
+    """Best-of-`repeats` seconds per denoising step, and peak extra memory of a separate 2-step call
+    (None when ``memory`` is off).
 
     Memory is measured apart from time: on a CPU the sampling thread would steal cycles from
-    PyTorch's worker threads and distort the timing. Rows with anti-segregation need 2 warm-up steps
-    (it never runs on the last step); the others need 1.
+    PyTorch's worker threads and distort the timing. Warm-up and memory calls take 2 steps so that
+    anti-segregation (never on the last step) runs in them.
     """
-    fn(warmup_steps)  # warm-up: allocator, kernels, caches
+    fn(2)  # warm-up: allocator, kernels, caches
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -116,7 +115,7 @@ def time_call(fn, steps: int, device: torch.device, repeats: int, memory: bool =
     if not memory:
         return best / steps, None
     with PeakMemory(device) as peak:
-        fn(warmup_steps)
+        fn(2)
     return best / steps, peak.extra
 
 
@@ -187,11 +186,10 @@ def main(argv=None) -> None:
           f"SD 1.5 UNet {sum(p.numel() for p in components['unet'].parameters()) / 1e6:.0f}M parameters")
     results = {}
     with torch.no_grad():
-        for name, n, fn, anti_segregation in rows:
+        for name, n, fn, _ in rows:
             # --quick measures memory only where the memory target compares (same UNet batch, anti-seg off)
             memory = not args.no_memory and (not args.quick or name in MEMORY_ROWS)
-            warmup = 2 if anti_segregation is not None else 1
-            results[name] = (n, *time_call(fn, steps, device, repeats, memory=memory, warmup_steps=warmup))
+            results[name] = (n, *time_call(fn, steps, device, repeats, memory=memory))
             print(f"  measured {name}", file=sys.stderr)
     plain_step = results[rows[0][0]][1]
     baseline = {n: results[f"anagram baseline N={n}"][1] for n in (2, 3) if f"anagram baseline N={n}" in results}
