@@ -21,9 +21,9 @@ from collections import defaultdict
 import torch
 
 from anagram import AnagramPipeline
-from anagram.evaluate import DigitJudge
+from anagram.evaluation import DigitJudge
 from anagram.method import AntiSegregation, MultiTask
-from anagram.metrics import alignment, concealment, success
+from anagram.evaluation.metrics import alignment, concealment, success
 from anagram.testbed import DIGIT_WORDS, DIGITS_MODEL_DIR
 
 # (view, first digit, second digit): the image reads as the first as it is, the second under the view.

@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from anagram import AnagramPipeline
-from anagram.animate import (
+from anagram.outputs.animation import (
     MissingRecordError,
     animation_frames,
     find_samples,
@@ -23,7 +23,7 @@ from anagram.animate import (
     write_animation,
 )
 from anagram.cli import app
-from anagram.sheet import contact_sheets, read_metrics, write_contact_sheet
+from anagram.outputs.contact_sheet import contact_sheets, read_metrics, write_contact_sheet
 from anagram.views import get_view
 from tiny_models import sd_components
 

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from anagram.anti_segregation import (
+from anagram.method.anti_segregation import (
     anti_segregation_loss,
     anti_segregation_step,
     concept_maps,
@@ -13,7 +13,7 @@ from anagram.anti_segregation import (
     evaluate_anti_segregation,
     overlap,
 )
-from anagram.attention import capture_cross_attention
+from anagram.method.attention import capture_cross_attention
 from anagram.views.base import View
 from tiny_models import if_unet, sd_unet
 
@@ -205,7 +205,7 @@ def test_step_with_registry_views(sd, name):
 
 
 def test_sum_tokens_contiguous_and_scattered():
-    from anagram.anti_segregation import sum_tokens
+    from anagram.method.anti_segregation import sum_tokens
 
     m = torch.rand(2, 3, 3, 7)
     torch.testing.assert_close(sum_tokens(m, [2, 3, 4]), m[..., 2:5].sum(-1))

@@ -4,7 +4,7 @@ import pytest
 import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 
-from anagram.attention import (
+from anagram.method.attention import (
     AttentionCaptureError,
     available_resolutions,
     capture_cross_attention,

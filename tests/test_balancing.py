@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anagram.balancing import balance_exponent, balance_weights
+from anagram.method.balancing import balance_exponent, balance_weights
 
 
 def direct(scores, i, n):

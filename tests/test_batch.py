@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from anagram import AnagramPipeline
-from anagram.batch import parse_seeds, read_jobs
+from anagram.runs.jobs import parse_seeds, read_jobs
 from anagram.cli import app
 from tiny_models import sd_components
 
@@ -123,7 +123,7 @@ def test_malformed_jsonl_lists_every_bad_line(tiny_sd_folder, tmp_path):
     text = "\n".join(json.dumps(line) for line in lines[:3]) + "\n\n# a comment\nnot json\n"
     text += "\n".join(json.dumps(line) for line in lines[3:]) + "\n"
     (tmp_path / "jobs.jsonl").write_text(text)
-    from anagram.batch import JobFileError
+    from anagram.runs.jobs import JobFileError
 
     with pytest.raises(JobFileError) as caught:
         read_jobs(tmp_path / "jobs.jsonl", default_model=str(tiny_sd_folder))
@@ -162,7 +162,9 @@ def test_batch_resumes_from_files_and_repairs_the_manifest(tiny_sd_folder, tmp_p
             raise ValueError("no automatic judge for this model")
         return {"samples": 5, "success_rate": 0.25, "alignment": {"mean": 0.5, "q90": 0.9}}
 
-    monkeypatch.setitem(sys.modules, "anagram.evaluate", types.SimpleNamespace(evaluate_folder=evaluate_folder))
+    import anagram.evaluation
+
+    monkeypatch.setattr(anagram.evaluation, "evaluate_folder", evaluate_folder)
     out = tmp_path / "out"
     args = ["batch", str(jobs), "--out", str(out), "--model", str(tiny_sd_folder), "--batch-size", "2"]
     result = runner.invoke(app, args)
@@ -195,7 +197,7 @@ def test_batch_resumes_from_files_and_repairs_the_manifest(tiny_sd_folder, tmp_p
 
 
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tiny_sd_folder, tmp_path, monkeypatch):
-    import anagram.batch as batch
+    import anagram.runs.batch as batch
 
     jobs = write_csv(tmp_path / "jobs.csv", ["a red fox|a duck,,,0-4,2,32"])
     out = tmp_path / "out"
@@ -222,17 +224,17 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tiny_sd_folder, tmp_p
 
 
 def test_a_job_failing_at_run_time_is_reported_and_the_others_finish(tiny_sd_folder, tmp_path, monkeypatch):
-    import anagram.batch as batch
+    import anagram.runs.batch as batch
 
     jobs = write_csv(tmp_path / "jobs.csv", ["a red fox|a duck,,,0-1,2,32", "a dog|a cat,,,0-1,2,32"])
-    retarget = batch._generator_for
+    generate = batch.generate_units
 
-    def broken_second_job(base, request):
-        if request.prompts[0] == "a dog":
+    def broken_second_job(model, job, units):
+        if job.request.prompts[0] == "a dog":
             raise RuntimeError("out of memory")
-        return retarget(base, request)
+        return generate(model, job, units)
 
-    monkeypatch.setattr(batch, "_generator_for", broken_second_job)
+    monkeypatch.setattr(batch, "generate_units", broken_second_job)
     out = tmp_path / "out"
     result = runner.invoke(app, ["batch", str(jobs), "--out", str(out), "--model", str(tiny_sd_folder),
                                  "--no-evaluate"])
@@ -244,13 +246,13 @@ def test_a_job_failing_at_run_time_is_reported_and_the_others_finish(tiny_sd_fol
 def test_a_full_disk_stops_the_run_cleanly_and_the_same_command_resumes(tiny_sd_folder, tmp_path, monkeypatch):
     import errno
 
-    import anagram.io
+    import anagram.outputs.atomic
 
     jobs = write_csv(tmp_path / "jobs.csv", ["a red fox|a duck,,,0-2,2,32"])
     out = tmp_path / "out"
     args = ["batch", str(jobs), "--out", str(out), "--model", str(tiny_sd_folder), "--batch-size", "1",
             "--no-evaluate"]
-    write, writes = anagram.io.atomic_write_bytes, []
+    write, writes = anagram.outputs.atomic.atomic_write_bytes, []
 
     def disk_full_at_the_fifth_file(path, data):
         writes.append(path)
@@ -258,13 +260,13 @@ def test_a_full_disk_stops_the_run_cleanly_and_the_same_command_resumes(tiny_sd_
             raise OSError(errno.ENOSPC, "No space left on device")
         return write(path, data)
 
-    monkeypatch.setattr(anagram.io, "atomic_write_bytes", disk_full_at_the_fifth_file)
+    monkeypatch.setattr(anagram.outputs.atomic, "atomic_write_bytes", disk_full_at_the_fifth_file)
     result = runner.invoke(app, args)
     assert result.exit_code == 1
     assert "No space left on device" in result.output and "run the same command again" in result.output
     assert len(manifest(out)) == 1 and len(list(out.glob("*.json"))) == 1
 
-    monkeypatch.setattr(anagram.io, "atomic_write_bytes", write)
+    monkeypatch.setattr(anagram.outputs.atomic, "atomic_write_bytes", write)
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     check_complete(out, {u.id for u in read_jobs(jobs, str(tiny_sd_folder)).units})

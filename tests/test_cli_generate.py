@@ -8,9 +8,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from anagram import AnagramPipeline
-from anagram.cli import app, split_views
-from anagram.io import read_png_metadata
-from anagram.loading import ModelLoadError, locate
+from anagram.cli import app
+from anagram.views import split_views
+from anagram.outputs.atomic import read_png_metadata
+from anagram.pipelines.loading import ModelLoadError, locate
 from tiny_models import sd_components
 
 runner = CliRunner()
@@ -94,7 +95,7 @@ def test_atomic_writes_leave_ordinary_permissions(tmp_path):
     import os
     import stat
 
-    from anagram.io import write_json
+    from anagram.outputs.atomic import write_json
 
     path = write_json(tmp_path / "x.json", {"a": 1})
     umask = os.umask(0)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from anagram.concepts import ConceptError, concept_token_indices, parse_concept
+from anagram.method.concepts import ConceptError, concept_token_indices, parse_concept
 from tiny_models import clip_tokenizer, t5_tokenizer
 
 TOKENIZERS = {"clip": clip_tokenizer, "t5": t5_tokenizer}

@@ -8,18 +8,19 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from anagram.cli import app
-from anagram.evaluate import evaluate_folder
-from anagram.io import write_json, write_png
+from anagram.evaluation import evaluate_folder
+from anagram.outputs.atomic import write_json, write_png
+from anagram.outputs.records import SampleRecord, sample_files
 from anagram.testbed.data import load_split
 from anagram.testbed.judge import digit_of_prompt
 
 
 def write_sample(folder, stem, image01, prompts, views, seed=0):
-    record = {"seed": seed, "prompts": prompts, "full_prompts": prompts, "views": [{"name": v} for v in views],
-              "model": {"model": "digits"}, "method": "baseline",
-              "files": {"image": f"{stem}.png", "views": f"{stem}.views.png", "record": f"{stem}.json"}}
+    record = SampleRecord(prompts=prompts, full_prompts=prompts, views=[{"name": v} for v in views], seed=seed,
+                          num_inference_steps=30, guidance_scale=3.0, model={"model": "digits"},
+                          files=sample_files(stem))
     write_png(folder / f"{stem}.png", Image.fromarray((image01 * 255).round().astype(np.uint8), mode="L"))
-    write_json(folder / f"{stem}.json", record)
+    write_json(folder / f"{stem}.json", record.to_dict())
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from anagram import AnagramPipeline, IFAnagramPipeline
 from anagram.cli import app
-from anagram.concepts import ConceptError
+from anagram.method.concepts import ConceptError
 from anagram.method import AntiSegregation, MultiTask, predicted_clean, resolve_method
 from tiny_models import if_components, sd_components
 
@@ -46,20 +46,19 @@ def test_each_component_alone_changes_the_result(sd, component):
     assert not torch.allclose(result, baseline, atol=1e-6)
 
 
-def test_rectification_scales_the_noise_up_for_decorrelated_views(sd):
+def test_rectification_scales_the_noise_up_for_decorrelated_views(sd, monkeypatch):
     seen = []
-    original = sd.scheduler.step
+    scheduler_class = type(sd.scheduler)
+    original = scheduler_class.step
 
-    def spy(noise, t, sample, **kwargs):
+    def spy(self, noise, t, sample, **kwargs):  # on the class: each call steps its own copy of the scheduler
         seen.append(noise.std().item())
-        return original(noise, t, sample, **kwargs)
+        return original(self, noise, t, sample, **kwargs)
 
-    sd.scheduler.step = spy
-    try:
-        latents(sd, "baseline", views=("identity", "jigsaw"))
-        latents(sd, MultiTask(**{**OFF, "rectify": "product"}), views=("identity", "jigsaw"))
-    finally:
-        del sd.scheduler.step
+    monkeypatch.setattr(scheduler_class, "step", spy)
+    latents(sd, "baseline", views=("identity", "jigsaw"))
+    latents(sd, MultiTask(**{**OFF, "rectify": "product"}), views=("identity", "jigsaw"))
+    assert len(seen) == 6
     baseline, rectified = seen[:3], seen[3:]
     assert all(r > b for r, b in zip(rectified, baseline))
 

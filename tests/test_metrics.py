@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from anagram.metrics import alignment, concealment, success, summarize
+from anagram.evaluation.metrics import alignment, concealment, success, summarize
 
 
 def test_alignment_is_the_worst_diagonal_entry():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from anagram import AnagramPipeline, IFAnagramPipeline
-from anagram.sampling import NonFiniteSampleError
+from anagram.sampler import NonFiniteSampleError
 from anagram.views import ViewError, get_view
 from anagram.views.base import View
 from tiny_models import if_components, sd_components
@@ -130,3 +130,57 @@ def test_if_pixel_views_including_jigsaw():
     out = run(pipe, views=["identity", "jigsaw"], output_type="np")
     assert out.images.shape == (1, 16, 16, 3)
     assert 0 <= out.images.min() and out.images.max() <= 1
+
+
+def test_stage_two_calls_interleaved_from_two_threads_keep_their_own_inputs():
+    """One IF stage II pipeline serving two calls at once (a web server's requests): each call's image,
+    noise level and steps travel with the call, so interleaving changes no byte of either result."""
+    import threading
+
+    from anagram import IFSuperResolutionAnagramPipeline
+    from tiny_models import if_sr_components
+
+    pipe = IFSuperResolutionAnagramPipeline(**if_sr_components())
+    pipe.set_progress_bar_config(disable=True)
+    images = [torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(s)) * 2 - 1 for s in (1, 2)]
+    calls = [
+        dict(prompt=["a red fox", "a duck"], image=images[0], views=["identity", "rotate_180"], noise_level=250,
+             num_inference_steps=3, guidance_scale=4.0, seed=0),
+        dict(prompt=["an old man", "a waterfall"], image=images[1], views=["identity", "flip"], noise_level=50,
+             num_inference_steps=4, guidance_scale=2.0, seed=7),  # its own timesteps too
+    ]
+
+    def run(call, callback=None):
+        kwargs = {k: v for k, v in call.items() if k != "seed"}
+        return pipe(generator=torch.Generator().manual_seed(call["seed"]), output_type="pt",
+                    callback_on_step_end=callback, **kwargs).images
+
+    alone = [run(call) for call in calls]
+    assert not torch.equal(alone[0], alone[1])
+
+    barrier = threading.Barrier(2, timeout=60)
+    steps_seen: list[tuple[int, int]] = []
+    results: dict[int, torch.Tensor] = {}
+    errors: list[BaseException] = []
+
+    def worker(index):
+        def in_lockstep(pipeline, i, t, tensors):
+            steps_seen.append((index, i))
+            if i < 3:
+                barrier.wait()  # neither call takes step i + 1 before the other has finished step i
+            return {}
+
+        try:
+            results[index] = run(calls[index], in_lockstep)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the main thread
+            errors.append(error)
+            barrier.abort()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert sorted(steps_seen) == [(0, i) for i in range(3)] + [(1, i) for i in range(4)]
+    assert torch.equal(results[0], alone[0]) and torch.equal(results[1], alone[1])

@@ -82,44 +82,46 @@ def _spec_noise(unet, sample, t, views, cond, uncond, w, noise_channels):
     return torch.stack(estimates).mean(0)
 
 
+def spy_scheduler_steps(monkeypatch, pipe) -> list:
+    """Record (noise, t, sample) of every scheduler step: on the class, since each call steps its own copy."""
+    captured = []
+    scheduler_class = type(pipe.scheduler)
+    original_step = scheduler_class.step
+
+    def spy_step(self, noise, t, sample, **kwargs):
+        captured.append((noise.clone(), t, sample.clone()))
+        return original_step(self, noise, t, sample, **kwargs)
+
+    monkeypatch.setattr(scheduler_class, "step", spy_step)
+    return captured
+
+
 @pytest.mark.parametrize("names", [("identity", "rotate_180"), ("identity", "flip", "rotate_cw")])
-def test_several_views_combine_by_the_spec_formula(names):
+def test_several_views_combine_by_the_spec_formula(names, monkeypatch):
     components = sd_components()
     pipe = quiet(AnagramPipeline(**components))
     views = [get_view(n) for n in names]
     prompts = ["a painting of a red fox", "a painting of a duck", "an old man"][: len(views)]
-    captured = {}
-
-    def spy_step(noise, t, sample, **kwargs):
-        captured.setdefault("calls", []).append((noise.clone(), t, sample.clone()))
-        return original_step(noise, t, sample, **kwargs)
-
-    original_step = pipe.scheduler.step
-    pipe.scheduler.step = spy_step
+    captured = spy_scheduler_steps(monkeypatch, pipe)
     pipe(prompts, views=views, num_inference_steps=2, guidance_scale=4.0, height=32, width=32,
          generator=torch.Generator().manual_seed(0), output_type="latent")
     cond, uncond = pipe.encode_prompt(prompts, "cpu", 1, True)
+    assert len(captured) == 2
     with torch.no_grad():
-        for noise, t, sample in captured["calls"]:
+        for noise, t, sample in captured:
             expected = _spec_noise(pipe.unet, sample, t, views, cond[:, None], uncond[:, None], 4.0, 4)
             torch.testing.assert_close(noise, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_if_several_views_keep_variance_channels_and_negate_noise_only():
+def test_if_several_views_keep_variance_channels_and_negate_noise_only(monkeypatch):
     pipe = quiet(IFAnagramPipeline(**if_components()))
     views = [get_view("identity"), get_view("negate")]
     prompts = ["a painting of a red fox", "a painting of a duck"]
-    captured = []
-    original_step = pipe.scheduler.step
-
-    def spy_step(noise, t, sample, **kwargs):
-        captured.append((noise.clone(), t, sample.clone()))
-        return original_step(noise, t, sample, **kwargs)
-
-    pipe.scheduler.step = spy_step
+    captured = spy_scheduler_steps(monkeypatch, pipe)
     pipe(prompts, views=views, num_inference_steps=2, guidance_scale=3.0, generator=torch.Generator().manual_seed(0),
          output_type="pt")
     cond, uncond = pipe.encode_prompt(prompts, True, device="cpu")
+    assert len(captured) == 2
     with torch.no_grad():
         for noise, t, sample in captured:
             assert noise.shape[1] == 6
@@ -127,26 +129,24 @@ def test_if_several_views_keep_variance_channels_and_negate_noise_only():
             torch.testing.assert_close(noise, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_shared_unconditional_branch_uses_one_untransformed_evaluation():
+def test_shared_unconditional_branch_uses_one_untransformed_evaluation(monkeypatch):
     pipe = quiet(AnagramPipeline(**sd_components()))
     views = [get_view("identity"), get_view("rotate_180")]
     prompts = ["a painting of a red fox", "a painting of a duck"]
-    batches, captured = [], []
-    original_forward, original_step = pipe.unet.forward, pipe.scheduler.step
+    batches = []
+    original_forward = pipe.unet.forward
 
     def spy_forward(sample, *args, **kwargs):
         batches.append(sample.shape[0])
         return original_forward(sample, *args, **kwargs)
 
-    def spy_step(noise, t, sample, **kwargs):
-        captured.append((noise.clone(), t, sample.clone()))
-        return original_step(noise, t, sample, **kwargs)
-
-    pipe.unet.forward, pipe.scheduler.step = spy_forward, spy_step
+    captured = spy_scheduler_steps(monkeypatch, pipe)
+    pipe.unet.forward = spy_forward
     pipe(prompts, views=views, num_inference_steps=2, guidance_scale=4.0, share_unconditional=True,
          generator=torch.Generator().manual_seed(0), output_type="latent", num_images_per_prompt=2)
     pipe.unet.forward = original_forward
     assert batches == [2 + 4, 2 + 4]  # B unconditional + N*B conditional rows
+    assert len(captured) == 2
     cond, uncond = pipe.encode_prompt(prompts, "cpu", 1, True)
     with torch.no_grad():
         for noise, t, sample in captured:

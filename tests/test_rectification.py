@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from anagram.rectification import pairwise_correlation, rectification_scale, rectify
+from anagram.method.rectification import pairwise_correlation, rectification_scale, rectify
 
 ESTIMATORS = ["product", "correlation"]
 

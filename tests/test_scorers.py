@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import CLIPConfig, CLIPModel
 
-from anagram.balancing import balance_weights
-from anagram.scorers import (
+from anagram.method.balancing import balance_weights
+from anagram.method.scorers import (
     AttentionShareScorer,
     CallableScorer,
     CLIPScorer,
@@ -127,7 +127,7 @@ def test_make_scorer_resolution_and_errors(monkeypatch):
         make_scorer("clip:")
     with pytest.raises(ScorerError, match="cannot make a scorer"):
         make_scorer(42)
-    from anagram import scorers
+    from anagram.method import scorers
 
     monkeypatch.setattr(scorers, "_FACTORIES", dict(scorers._FACTORIES))  # keep the registration local
     register_scorer("constant", lambda arg: CallableScorer(lambda inputs: torch.full((1, 2), float(arg)), False))

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import anagram.views as V
+import anagram.views.registry as registry
 from anagram.views import (
     IndexPermutationView,
     View,
@@ -516,7 +517,7 @@ def test_register_view_as_decorator_and_conflicts():
         with pytest.raises(ViewError, match="View subclasses"):
             register_view(int)
     finally:
-        V._REGISTRY.pop("test_only_spiral", None)
+        registry._REGISTRY.pop("test_only_spiral", None)
 
 
 def test_third_party_views_come_from_entry_points(tmp_path, monkeypatch):
@@ -540,8 +541,8 @@ def test_third_party_views_come_from_entry_points(tmp_path, monkeypatch):
         calls.append(group)
         return points
 
-    monkeypatch.setattr(V.metadata, "entry_points", fake_entry_points)
-    monkeypatch.setattr(V, "_entry_points_loaded", False)
+    monkeypatch.setattr(registry.metadata, "entry_points", fake_entry_points)
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -552,7 +553,7 @@ def test_third_party_views_come_from_entry_points(tmp_path, monkeypatch):
         available()
         assert calls == [V.ENTRY_POINT_GROUP]  # loaded lazily, once
     finally:
-        V._REGISTRY.pop("plugin_flip", None)
+        registry._REGISTRY.pop("plugin_flip", None)
         sys.modules.pop("anagram_test_plugin", None)
 
 

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import torch
 
-from ..concepts import parse_concept
+from ..method.concepts import parse_concept
 from . import DIGIT_NUMERALS, DIGIT_WORDS
 from .classifier import classify
 

@@ -6,24 +6,13 @@
     >>> parse_view("patch_permute:8")          # a string spec, as typed on the command line
     PatchPermuteView(num_patches=8, seed=0)
 
-A view can be named (``"rotate_cw"``), given as a string spec (``"name"`` or
-``"name:a,b,key=value"``, positional values filling the class's `View.positional` parameters),
-as a config dict (``view.config()``) or as a `View`. Third-party packages add views through the
-``anagram.views`` entry-point group (each entry point resolving to a `View` subclass), loaded
-lazily, once, the first time the registry is consulted::
-
-    [project.entry-points."anagram.views"]
-    spiral = "my_package.views:SpiralView"
+Rooms: `base` (the `View` contract), the view families (`simple`, `permutation`, `jigsaw`,
+`factorized`), `permutation_algebra` (index arrays, apart from the view classes), `registry`
+(names, plug-ins through the ``anagram.views`` entry-point group, `describe`) and `specs`
+(string specs and config dicts -> views). This package imports nothing else of anagram.
 """
 
 from __future__ import annotations
-
-import difflib
-import inspect
-import json
-import warnings
-from importlib import metadata
-from typing import Any
 
 from .base import LATENT, PIXEL, SPACES, View, ViewError
 from .factorized import (
@@ -49,9 +38,6 @@ from .permutation import (
     PixelPermuteView,
     SkewView,
     SquareHingeView,
-    coarsen_permutation,
-    expand_permutation,
-    invert_permutation,
 )
 from .simple import (
     FlipView,
@@ -64,235 +50,18 @@ from .simple import (
     TransposeView,
 )
 
-ENTRY_POINT_GROUP = "anagram.views"
-
-_REGISTRY: dict[str, type[View]] = {}
-_ALIASES: dict[str, str] = {}
-_entry_points_loaded = False
-
-
-# -- registration ------------------------------------------------------------------------------------
-
-
-def register_view(cls: type[View] | None = None, *, name: str | None = None, aliases=(), replace: bool = False):
-    """Add a `View` subclass to the registry under ``name`` (default: ``cls.name``).
-
-    Usable as ``register_view(MyView)``, ``@register_view`` or ``@register_view(aliases=("x",))``.
-    Registering a different class under a taken name raises `ViewError` unless ``replace=True``.
-    """
-    if cls is None:
-        return lambda klass: register_view(klass, name=name, aliases=aliases, replace=replace)
-    if not (isinstance(cls, type) and issubclass(cls, View)):
-        raise ViewError(f"only View subclasses can be registered, got {cls!r}")
-    key = name or cls.name
-    if not key or key == View.name:
-        raise ViewError(f"{cls.__name__} needs a registry name: set the class attribute `name`")
-    taken = _REGISTRY.get(key)
-    if taken is not None and taken is not cls and not replace:
-        raise ViewError(f"view name {key!r} is already registered by {_qualname(taken)}; pass replace=True")
-    _REGISTRY[key] = cls
-    _ALIASES.pop(key, None)
-    for alias in aliases:
-        _ALIASES[alias] = key
-    return cls
-
-
-def load_entry_points(force: bool = False) -> list[str]:
-    """Register the views that installed packages declare in the ``anagram.views`` group.
-
-    Runs once (again with ``force=True``); returns the names it registered. A broken plugin is
-    reported with a warning rather than breaking every view lookup.
-    """
-    global _entry_points_loaded
-    if _entry_points_loaded and not force:
-        return []
-    _entry_points_loaded = True
-    loaded = []
-    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            cls = entry.load()
-            if not (isinstance(cls, type) and issubclass(cls, View)):
-                raise TypeError(f"it resolves to {cls!r}, not a View subclass")
-            key = cls.name if cls.name != View.name else entry.name
-            register_view(cls, name=key, aliases=(entry.name,) if entry.name != key else ())
-            loaded.append(key)
-        except Exception as error:  # noqa: BLE001 - one bad plugin must not hide the others
-            warnings.warn(f"ignoring view entry point {entry.name!r} ({entry.value}): {error}", stacklevel=2)
-    return loaded
-
-
-def _registry() -> dict[str, type[View]]:
-    load_entry_points()
-    return _REGISTRY
-
-
-# -- lookup -----------------------------------------------------------------------------------------------
-
-
-def available() -> list[str]:
-    """The registered view names, sorted (aliases are not listed)."""
-    return sorted(_registry())
-
-
-def view_class(name: str) -> type[View]:
-    """The class registered under ``name`` (or an alias); `ViewError` naming the options if none."""
-    registry = _registry()
-    key = _ALIASES.get(name, name)
-    if key in registry:
-        return registry[key]
-    names = sorted(registry)
-    close = difflib.get_close_matches(name, names + sorted(_ALIASES), n=1)
-    hint = f" Did you mean {_ALIASES.get(close[0], close[0])!r}?" if close else ""
-    raise ViewError(f"unknown view {name!r}.{hint} Available views: {', '.join(names)}")
-
-
-def get_view(name: str, **params: Any) -> View:
-    """An instance of the view ``name`` with constructor ``params``."""
-    cls = view_class(name)
-    try:
-        inspect.signature(cls).bind(**params)
-        return cls(**params)
-    except ViewError:
-        raise
-    except (TypeError, ValueError) as error:  # a missing/unknown parameter, or a value of the wrong type
-        raise ViewError(f"bad parameters for view {name!r}: {error}; it accepts {_signature_text(cls)}") from None
-
-
-def from_config(config: dict[str, Any]) -> View:
-    """The view that ``view.config()`` describes (``{"name": ..., **params}``)."""
-    if not isinstance(config, dict) or "name" not in config:
-        raise ViewError(f"a view config is a dict with a 'name' key, got {config!r}")
-    params = dict(config)
-    return get_view(params.pop("name"), **params)
-
-
-def parse_view(spec: View | str | dict | type) -> View:
-    """A `View` from a view, a registry name, a string spec (``"jigsaw:4,seed=3"``), a config dict,
-    or a `View` subclass (built with its defaults)."""
-    if isinstance(spec, View):
-        return spec
-    if isinstance(spec, type) and issubclass(spec, View):
-        return spec()
-    if isinstance(spec, dict):
-        return from_config(spec)
-    if isinstance(spec, str):
-        return _parse_spec(spec)
-    raise ViewError(f"cannot make a view from {spec!r}: give a View, a name, a 'name:args' spec or a config dict")
-
-
-def _parse_spec(spec: str) -> View:
-    """``name`` or ``name:a,b,key=value`` -> the view (positional values fill `View.positional`)."""
-    name, _, arguments = spec.strip().partition(":")
-    cls = view_class(name.strip())
-    positional_names = _positional(cls)
-    params: dict[str, Any] = {}
-    positional_done = False
-    for index, token in enumerate(_split_arguments(arguments)):
-        key, sep, text = token.partition("=")
-        if sep:
-            key = key.strip()
-            positional_done = True
-        elif positional_done:
-            raise ViewError(f"bad view spec {spec!r}: positional value {token!r} after key=value ones")
-        elif index >= len(positional_names):
-            raise ViewError(f"bad view spec {spec!r}: too many values; {name} accepts {_signature_text(cls)}")
-        else:
-            key, text = positional_names[index], token
-        if not key or key in params:
-            raise ViewError(f"bad view spec {spec!r}: empty or repeated parameter {key!r}")
-        params[key] = _parse_value(text.strip())
-    return get_view(name.strip(), **params)
-
-
-def _split_arguments(text: str) -> list[str]:
-    """Split ``a,b,key=[1,2]`` on the commas that are not inside brackets (JSON values)."""
-    tokens, depth, current = [], 0, ""
-    for char in text:
-        depth += (char in "[{") - (char in "]}")
-        if char == "," and depth == 0:
-            tokens.append(current.strip())
-            current = ""
-        else:
-            current += char
-    if current.strip() or tokens:
-        tokens.append(current.strip())
-    return tokens
-
-
-def _parse_value(text: str) -> Any:
-    """A spec value: bool, None, int, float, JSON list/object, else the string itself."""
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    if text[:1] in "[{":
-        try:
-            return json.loads(text)
-        except ValueError:
-            pass
-    return text
-
-
-# -- description (for `anagram views` and docs) -----------------------------------------------------------
-
-
-def _parameters(cls: type[View]) -> list[inspect.Parameter]:
-    """The constructor parameters a user can set (no self, no *args/**kwargs)."""
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [p for p in inspect.signature(cls).parameters.values() if p.kind in kinds]
-
-
-def _positional(cls: type[View]) -> tuple[str, ...]:
-    if cls.positional is not None:
-        return tuple(cls.positional)
-    return tuple(p.name for p in _parameters(cls))
-
-
-def _signature_text(cls: type[View]) -> str:
-    parts = [p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}" for p in _parameters(cls)]
-    return f"({', '.join(parts)})" if parts else "no parameters"
-
-
-def _qualname(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _summary(cls: type[View]) -> str:
-    doc = inspect.getdoc(cls) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
-
-
-def describe() -> list[dict[str, Any]]:
-    """One JSON-serialisable dict per registered view, sorted by name: its declared properties,
-    its parameters with their defaults (``None`` for required ones, also listed in ``required``)
-    and a one-line description."""
-    registry = _registry()
-    rows = []
-    for name in sorted(registry):
-        cls = registry[name]
-        parameters = _parameters(cls)
-        rows.append({
-            "name": name,
-            "class": _qualname(cls),
-            "orthogonal": cls.orthogonal,
-            "spaces": list(cls.spaces),
-            "square_only": cls.square_only,
-            "factorized": cls.factorized,
-            "invertible": cls.invertible,
-            "parameters": {p.name: None if p.default is inspect.Parameter.empty else p.default for p in parameters},
-            "required": [p.name for p in parameters if p.default is inspect.Parameter.empty],
-            "positional": list(_positional(cls)),
-            "aliases": sorted(alias for alias, target in _ALIASES.items() if target == name),
-            "description": _summary(cls),
-        })
-    return rows
-
+from .permutation_algebra import coarsen_permutation, expand_permutation, invert_permutation, is_permutation
+from .registry import (
+    ENTRY_POINT_GROUP,
+    available,
+    describe,
+    from_config,
+    get_view,
+    load_entry_points,
+    register_view,
+    view_class,
+)
+from .specs import parse_view, split_views
 
 # -- the built-in views -------------------------------------------------------------------------------------
 
@@ -304,13 +73,15 @@ for _cls in (
 ):
     register_view(_cls)
 del _cls
-_ALIASES.update({"vflip": "flip", "rotate_90": "rotate_cw", "rotate_270": "rotate_ccw"})
-
+register_view(FlipView, aliases=("vflip",))
+register_view(RotateCWView, aliases=("rotate_90",))
+register_view(RotateCCWView, aliases=("rotate_270",))
 
 __all__ = [
     "ENTRY_POINT_GROUP", "LATENT", "PIXEL", "SPACES", "View", "ViewError", "FactorizedView", "PermutationView",
     "available", "coarsen_permutation", "describe", "expand_permutation", "from_config", "get_view",
-    "invert_permutation", "load_entry_points", "parse_view", "register_view", "view_class",
+    "invert_permutation", "is_permutation", "load_entry_points", "parse_view", "register_view",
+    "split_views", "view_class",
     "IdentityView", "FlipView", "HFlipView", "RotateCWView", "RotateCCWView", "Rotate180View", "TransposeView",
     "NegateView", "SkewView", "PatchPermuteView", "PixelPermuteView", "JigsawView", "InnerCircleView",
     "SquareHingeView", "IndexPermutationView", "LowPassView", "HighPassView", "BandLowView", "BandMidView",

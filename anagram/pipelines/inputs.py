@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .views import parse_view
-from .views.base import View
+from ..views import parse_view
+from ..views.base import View
 
 DEFAULT_VIEWS = {1: ("identity",), 2: ("identity", "rotate_180")}
 
 
-def resolve_views(views, num_prompts: int, height: int, width: int, space: str) -> list[View]:
-    """View objects for a call: names, specs, configs or View instances; checked for size and space."""
+def parse_views(views, num_prompts: int) -> list[View]:
+    """View objects from names, specs, configs or View instances (default: one view per prompt)."""
     if views is None:
         if num_prompts not in DEFAULT_VIEWS:
             raise ValueError(f"{num_prompts} prompts need {num_prompts} views: pass `views=` (one per prompt)")
@@ -24,6 +24,12 @@ def resolve_views(views, num_prompts: int, height: int, width: int, space: str) 
     resolved = [parse_view(v) for v in views]
     if not resolved:
         raise ValueError("at least one view is needed (use 'identity' for a plain image)")
+    return resolved
+
+
+def resolve_views(views, num_prompts: int, height: int, width: int, space: str) -> list[View]:
+    """The views of a call, parsed (`parse_views`) and checked for the sample's size and space."""
+    resolved = parse_views(views, num_prompts)
     for view in resolved:
         view.check(height, width, space)
     return resolved

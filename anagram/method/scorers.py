@@ -10,16 +10,21 @@ the scores into weights that favour the lagging views.
   cross-attention mass that lands on each view's concept tokens (see `concept_attention_share`).
 * `CallableScorer`: any user function of `ScoreInputs`.
 
-`make_scorer` builds one from a spec string ("clip:<hub id or folder>", "attention"), a callable
-or a scorer; `register_scorer` adds a prefix (the digit testbed registers its classifier there).
+`make_scorer` builds one from a spec string ("clip:<hub id or folder>", "attention", "<name>:<arg>"),
+a callable or a scorer. Names beyond the built-in two come from `register_scorer` or from the
+``anagram.scorers`` entry-point group (each entry point a factory: called with the spec's argument
+when it has one, with nothing otherwise), loaded lazily, once: that is how the digit testbed's
+classifier becomes ``"digits"`` without this module importing the testbed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -275,17 +280,13 @@ class CallableScorer:
         return _clamp_scores(scores)
 
 
+ENTRY_POINT_GROUP = "anagram.scorers"
+
 _FACTORIES: dict[str, Callable[[str], Scorer]] = {
     "clip": lambda arg: CLIPScorer(arg),
     "attention": lambda arg: AttentionShareScorer(),
-    "digits": lambda arg: _digit_scorer(),
 }
-
-
-def _digit_scorer() -> Scorer:
-    from .testbed.judge import DigitScorer  # the testbed's classifier, loaded only when asked for
-
-    return DigitScorer()
+_entry_points_loaded = False
 
 
 def register_scorer(prefix: str, factory: Callable[[str], Scorer]) -> None:
@@ -293,13 +294,33 @@ def register_scorer(prefix: str, factory: Callable[[str], Scorer]) -> None:
     _FACTORIES[prefix] = factory
 
 
+def _from_entry_point(factory: Callable[..., Scorer]) -> Callable[[str], Scorer]:
+    return lambda arg: factory(arg) if arg else factory()
+
+
+def _factories() -> dict[str, Callable[[str], Scorer]]:
+    """The registered factories, with the ``anagram.scorers`` entry points loaded on first use."""
+    global _entry_points_loaded
+    if not _entry_points_loaded:
+        _entry_points_loaded = True
+        for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if entry.name in _FACTORIES:
+                continue  # registered in code: that wins
+            try:
+                _FACTORIES[entry.name] = _from_entry_point(entry.load())
+            except Exception as error:  # noqa: BLE001 - one broken plugin must not hide the others
+                warnings.warn(f"ignoring scorer entry point {entry.name!r} ({entry.value}): {error}", stacklevel=2)
+    return _FACTORIES
+
+
 def make_scorer(spec: str | Scorer | Callable[[ScoreInputs], torch.Tensor]) -> Scorer:
     """A scorer from ``"clip:<hub id or folder>"``, ``"attention"``, a `Scorer` or a callable."""
     if isinstance(spec, str):
         prefix, _, arg = spec.partition(":")
-        factory = _FACTORIES.get(prefix.strip().lower())
+        factories = _factories()
+        factory = factories.get(prefix.strip().lower())
         if factory is None:
-            known = ", ".join(f"'{p}:...'" if p == "clip" else f"'{p}'" for p in _FACTORIES)
+            known = ", ".join(f"'{p}:...'" if p == "clip" else f"'{p}'" for p in factories)
             raise ScorerError(f"unknown scorer {spec!r}; use one of {known}, a Scorer or a callable")
         if prefix.strip().lower() == "clip" and not arg.strip():
             raise ScorerError("the CLIP scorer needs a model: 'clip:openai/clip-vit-large-patch14' or 'clip:/path/to/folder'")

@@ -1,6 +1,6 @@
 """Contact sheets: every sample of a run on a page, to pick the good ones.
 
-    from anagram.sheet import write_contact_sheet
+    from anagram.outputs.contact_sheet import write_contact_sheet
     write_contact_sheet("outputs/")      # outputs/contact_sheet.png (+ contact_sheet_2.png, ... if long)
 
 One row per sample: a header line (row number, file stem, seed), its views side by side (each the
@@ -20,11 +20,10 @@ from typing import Any, Mapping, Sequence
 
 from PIL import Image, ImageDraw
 
-from .animate import SampleFiles, find_samples, scale_image, to_pil, to_tensor, wrap_text
-from .io import write_png
-from .render import caption_font
+from .atomic import write_png
+from .pictures import caption_font, scale_image, to_pil, to_tensor, wrap_text
+from .records import METRICS_FILE, StoredSample, find_samples
 
-METRICS_FILE = "metrics.csv"
 SHEET_NAME = "contact_sheet"
 DEFAULT_TILE = 192
 DEFAULT_ROWS_PER_PAGE = 50
@@ -84,15 +83,15 @@ def format_score(value: Any) -> str:
     return f"{value:.4g}"
 
 
-def _order(samples: list[SampleFiles], scores: dict[str, dict[str, Any]], sort_by: str | None,
-           descending: bool) -> list[SampleFiles]:
+def _order(samples: list[StoredSample], scores: dict[str, dict[str, Any]], sort_by: str | None,
+           descending: bool) -> list[StoredSample]:
     if sort_by is None:
         return samples
     known = {key for values in scores.values() for key in values}
     if sort_by not in known:
         raise SheetError(f"cannot sort by {sort_by!r}: no such score (scores: {', '.join(sorted(known)) or 'none'})")
 
-    def key(sample: SampleFiles):
+    def key(sample: StoredSample):
         value = scores.get(sample.stem, {}).get(sort_by)
         if not isinstance(value, (int, float)):
             return (1, 0.0)  # samples without the score go last
@@ -101,7 +100,7 @@ def _order(samples: list[SampleFiles], scores: dict[str, dict[str, Any]], sort_b
     return sorted(samples, key=key)
 
 
-def _tiles(sample: SampleFiles, tile: int) -> list[Image.Image]:
+def _tiles(sample: StoredSample, tile: int) -> list[Image.Image]:
     image = to_tensor(sample.load_image())
     tiles = []
     for view in sample.views():
@@ -193,7 +192,7 @@ def write_contact_sheet(out_dir: str | os.PathLike, out: str | os.PathLike | Non
 # -- drawing -----------------------------------------------------------------------------------------------
 
 
-def _row(index: int, sample: SampleFiles, scores: Mapping[str, Any], columns: Sequence[str] | None, tile: int,
+def _row(index: int, sample: StoredSample, scores: Mapping[str, Any], columns: Sequence[str] | None, tile: int,
          font, line: int) -> Image.Image:
     """Header (number, stem, seed), the views side by side with their captions, the scores."""
     tiles = _tiles(sample, tile)
@@ -202,7 +201,7 @@ def _row(index: int, sample: SampleFiles, scores: Mapping[str, Any], columns: Se
     width = len(tiles) * (tile + GAP) - GAP
     text_width = max(width, 3 * tile)
     captions = [wrap_text(f"{name}: {prompt}" if prompt else name, font, tile) for name, prompt in zip(names, prompts)]
-    header = wrap_text(f"#{index}  {sample.stem}  (seed {sample.record.get('seed', '?')})", font, text_width)
+    header = wrap_text(f"#{index}  {sample.stem}  (seed {sample.record.seed})", font, text_width)
     shown = list(columns) if columns is not None else list(scores)
     score_text = "   ".join(f"{name}: {format_score(scores[name])}" for name in shown if name in scores)
     score_lines = wrap_text(score_text, font, text_width) if score_text else []

@@ -1,8 +1,10 @@
 """Loading models by name, hub id or folder, with one clear message when that is impossible.
 
-``digits`` is the model shipped inside the package (runs offline). Anything else is a local folder
-written by ``save_pretrained`` or a Hugging Face hub id; the pipeline class (Stable Diffusion-like or
-DeepFloyd IF) is read from its ``model_index.json``. Weights are only ever loaded as safetensors.
+A built-in model is a pipeline folder shipped inside the package, ``anagram/models/<name>/`` with a
+``model_index.json`` (``digits``...): it runs offline, and adding one needs no code. Anything else is
+a local folder written by ``save_pretrained`` or a Hugging Face hub id; the pipeline class (Stable
+Diffusion-like or DeepFloyd IF) is read from its ``model_index.json``. Weights are only ever loaded
+as safetensors.
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ from typing import Any
 
 import torch
 
-BUILTIN_MODELS = {"digits": Path(__file__).parent / "models" / "digits"}
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def builtin_models() -> dict[str, Path]:
+    """``{name: folder}`` of the pipeline folders shipped in ``anagram/models/``."""
+    return {p.parent.name: p.parent for p in sorted(MODELS_DIR.glob("*/model_index.json"))}
+
 DEFAULT_UPSCALER = "DeepFloyd/IF-II-L-v1.0"
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
@@ -50,7 +58,7 @@ def parse_dtype(name: str) -> torch.dtype:
 
 def locate(model: str, revision: str | None = None) -> ModelSource:
     """Resolve a built-in name, folder or hub id and read its model_index.json (no weights yet)."""
-    folder = BUILTIN_MODELS.get(model, Path(model).expanduser())
+    folder = builtin_models().get(model, Path(model).expanduser())
     if folder.is_dir():
         index = folder / "model_index.json"
         if not index.is_file():

@@ -16,7 +16,7 @@ import torch
 
 from .combine import combine_estimates
 from .guidance import ModelCall, per_view_noise
-from .views.base import View
+from ..views.base import View
 
 
 class NonFiniteSampleError(FloatingPointError):

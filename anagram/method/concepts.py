@@ -10,9 +10,15 @@ a `ConceptError`, never a silent no-op.
 from __future__ import annotations
 
 import string
+import threading
 from typing import Any
 
-__all__ = ["ConceptError", "parse_concept", "concept_token_indices"]
+__all__ = ["TOKENIZER_LOCK", "ConceptError", "concept_token_indices", "parse_concept", "strip_concept_marks"]
+
+# transformers' tokenizers (the Rust backend) keep their padding and truncation settings on the
+# object and change them per call, so two threads tokenizing at once can get each other's settings:
+# every use of a pipeline's tokenizer takes this lock (tokenizing is cheap next to denoising).
+TOKENIZER_LOCK = threading.RLock()
 
 _PUNCTUATION = string.punctuation + "\u2019\u201d\u201c\u2018"
 
@@ -121,13 +127,16 @@ def concept_token_indices(tokenizer: Any, prompt: str, concept: str | None = Non
         concept = parsed
 
     max_length = tokenizer.model_max_length
-    full = list(tokenizer(clean, padding="max_length", max_length=max_length, truncation=True).input_ids)
-    raw = _ids(tokenizer, clean)
+    with TOKENIZER_LOCK:
+        full = list(tokenizer(clean, padding="max_length", max_length=max_length, truncation=True).input_ids)
+        raw = _ids(tokenizer, clean)
+        prefix = _ids(tokenizer, clean[:start])
+        candidates = (_ids(tokenizer, concept), _ids(tokenizer, " " + concept))
+        tokens = tokenizer.convert_ids_to_tokens(raw)
     offset = _offset(full, raw)
 
-    prefix = _ids(tokenizer, clean[:start])
     positions: list[int] = []
-    for candidate in (_ids(tokenizer, concept), _ids(tokenizer, " " + concept)):
+    for candidate in candidates:
         if not candidate:
             continue
         n = len(candidate)
@@ -140,7 +149,6 @@ def concept_token_indices(tokenizer: Any, prompt: str, concept: str | None = Non
             positions = list(range(s, s + n))
             break
 
-    tokens = tokenizer.convert_ids_to_tokens(raw)
     if not positions:
         raise ConceptError(
             f"concept {concept!r} of prompt {prompt!r} is not in the tokenised prompt (tokens: {tokens}); "
@@ -154,3 +162,8 @@ def concept_token_indices(tokenizer: Any, prompt: str, concept: str | None = Non
             f"{max_length} tokens (tokens: {tokens}); shorten the prompt or move the concept earlier"
         )
     return clean, indices
+
+
+def strip_concept_marks(prompt: str) -> str:
+    """The prompt as encoded: concept brackets (``a [red fox]``) removed."""
+    return parse_concept(prompt)[0] if ("[" in prompt or "]" in prompt) else prompt

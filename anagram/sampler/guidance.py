@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .views.base import View
+from ..views.base import View
 
 # (model_input batch, timestep) -> model output batch
 ModelCall = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -21,8 +21,8 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer
 
-from .pipeline_common import AnagramCallMixin
-from .views.base import LATENT, PIXEL
+from ..views.base import LATENT, PIXEL
+from .common import AnagramCallMixin
 
 
 def normalise_legacy_scheduler(scheduler) -> None:
@@ -105,17 +105,17 @@ class AnagramPipeline(
         )
         return prompt_embeds, negative_embeds
 
-    def prepare_sample(self, batch, height, width, dtype, device, generator, latents):
+    def prepare_sample(self, call, batch, height, width, dtype, generator, latents):
         shape = (batch, self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
         if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+            latents = randn_tensor(shape, generator=generator, device=call.device, dtype=dtype)
         else:
             if tuple(latents.shape) != shape:
                 raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-            latents = latents.to(device)
-        return latents * self.scheduler.init_noise_sigma
+            latents = latents.to(call.device)
+        return latents * call.scheduler.init_noise_sigma
 
-    def make_model_call(self, embeddings: torch.Tensor, cross_attention_kwargs) -> Callable:
+    def make_model_call(self, call, embeddings: torch.Tensor, cross_attention_kwargs) -> Callable:
         def model(batch: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self.unet(
                 batch, t, encoder_hidden_states=embeddings, cross_attention_kwargs=cross_attention_kwargs,

@@ -1,6 +1,6 @@
 """Animations of anagrams: watch the image turn from one view into the next (GIF and MP4).
 
-    from anagram.animate import write_animation
+    from anagram.outputs.animation import write_animation
     write_animation("outputs/a-red-fox_a-duck__identity-rotate_180__seed0.png")   # .gif + .mp4 beside it
     write_animation("outputs/")                                                  # every sample of a run
 
@@ -48,9 +48,7 @@ video frame per list entry.
 from __future__ import annotations
 
 import io
-import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -59,9 +57,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .io import atomic_write_bytes
-from .render import caption_font
-from .views import View, parse_view
+from ..views import View, parse_view
+from .atomic import atomic_write_bytes, temporary_path
+from .pictures import NEAREST_FROM, PictureError, caption_font, scale_image, to_pil, to_tensor, wrap_text
+from .records import MissingRecordError, StoredSample, find_samples
 
 FORMATS = ("gif", "mp4")
 DEFAULT_FPS = 20
@@ -69,15 +68,10 @@ DEFAULT_HOLD = 1.0
 DEFAULT_TRANSITION = 1.5
 DEFAULT_SIZE = 384
 DEFAULT_FONT_SIZE = 20
-NEAREST_FROM = 2.0  # enlargements by this factor or more use nearest-neighbour
 
 
 class AnimationError(ValueError):
-    """An animation cannot be made as asked (bad options, no samples, an unreadable record)."""
-
-
-class MissingRecordError(FileNotFoundError):
-    """An output image has no JSON sidecar (the record of its views and prompts)."""
+    """An animation cannot be made as asked (bad options, an image that is not one)."""
 
 
 # -- the timeline --------------------------------------------------------------------------------------
@@ -149,36 +143,6 @@ def transition_frame(image: torch.Tensor, start: View, end: View, t: float,
 # -- pictures ---------------------------------------------------------------------------------------------
 
 
-def to_tensor(image: Image.Image | torch.Tensor | np.ndarray) -> torch.Tensor:
-    """A display image as a float ``(3, H, W)`` tensor in [0, 1] (PIL, HWC uint8 array or CHW tensor)."""
-    if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB"))
-    if isinstance(image, np.ndarray):
-        array = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
-        if array.ndim == 2:
-            array = np.repeat(array[..., None], 3, axis=2)
-        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
-    if isinstance(image, torch.Tensor):
-        tensor = image.detach().cpu().float()
-        if tensor.dim() == 4:
-            if tensor.shape[0] != 1:
-                raise AnimationError(f"animate one image at a time, got a batch of {tensor.shape[0]}")
-            tensor = tensor[0]
-        if tensor.dim() != 3:
-            raise AnimationError(f"expected an image (C, H, W), got shape {tuple(tensor.shape)}")
-        return tensor
-    raise AnimationError(f"cannot animate {type(image).__name__}: give a PIL image, an array or a tensor")
-
-
-def to_pil(tensor: torch.Tensor) -> Image.Image:
-    """A ``(C, H, W)`` tensor in [0, 1] as an RGB PIL image (1-channel images become grey)."""
-    array = (tensor.detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    array = array.transpose(1, 2, 0)
-    if array.shape[2] == 1:
-        array = np.repeat(array, 3, axis=2)
-    return Image.fromarray(np.ascontiguousarray(array[..., :3]), "RGB")
-
-
 def _even(n: int) -> int:
     return n + (n % 2)
 
@@ -191,14 +155,6 @@ def scaled_size(width: int, height: int, size: int | None) -> tuple[int, int]:
         raise AnimationError(f"size must be at least 2 pixels, got {size}")
     scale = size / max(width, height)
     return _even(max(1, round(width * scale))), _even(max(1, round(height * scale)))
-
-
-def scale_image(image: Image.Image, box: tuple[int, int]) -> Image.Image:
-    """``image`` resized to ``box``: nearest-neighbour when enlarged 2x or more, Lanczos otherwise."""
-    if image.size == box:
-        return image
-    factor = min(box[0] / image.width, box[1] / image.height)
-    return image.resize(box, Image.NEAREST if factor >= NEAREST_FROM else Image.LANCZOS)
 
 
 def enlargement(width: int, height: int, box: tuple[int, int]) -> int:
@@ -228,22 +184,6 @@ def commutes_with_enlargement(view: View, image: torch.Tensor, factor: int) -> b
                                    atol=1e-5))
     except Exception:  # noqa: BLE001 - a view that cannot act on the enlarged grid is drawn at its own size
         return False
-
-
-def wrap_text(text: str, font, width: int) -> list[str]:
-    """Greedy word wrap of ``text`` to ``width`` pixels in ``font`` (a too-long word gets its own line)."""
-    lines: list[str] = []
-    for paragraph in text.splitlines() or [""]:
-        line = ""
-        for word in paragraph.split():
-            candidate = f"{line} {word}" if line else word
-            if line and font.getlength(candidate) > width:
-                lines.append(line)
-                line = word
-            else:
-                line = candidate
-        lines.append(line)
-    return lines
 
 
 @dataclass
@@ -386,11 +326,7 @@ def write_mp4(path: str | os.PathLike, frames: Sequence[Image.Image], fps: float
     """H.264 MP4 (yuv420p, plays everywhere), written to a temporary file and renamed into place."""
     import imageio.v2 as imageio
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.mp4", dir=path.parent)
-    os.close(fd)
-    try:
+    with temporary_path(path, suffix=".tmp.mp4") as tmp:  # ffmpeg picks the container from the suffix
         writer = imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=quality,
                                     pixelformat="yuv420p", macro_block_size=2, ffmpeg_log_level="error",
                                     output_params=["-movflags", "+faststart"])
@@ -399,11 +335,7 @@ def write_mp4(path: str | os.PathLike, frames: Sequence[Image.Image], fps: float
                 writer.append_data(np.asarray(frame.convert("RGB")))
         finally:
             writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 WRITERS = {"gif": write_gif, "mp4": write_mp4}
@@ -423,83 +355,6 @@ def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
     if not chosen:
         raise AnimationError(f"give at least one animation format ({', '.join(FORMATS)})")
     return tuple(chosen)
-
-
-# -- reading an output folder ------------------------------------------------------------------------------------
-
-
-@dataclass
-class SampleFiles:
-    """One generated sample on disk: its image and its JSON record (written by `anagram generate`)."""
-
-    stem: str
-    image_path: Path
-    record_path: Path
-    record: dict
-
-    def views(self) -> list[View]:
-        return [parse_view(config) for config in self.record["views"]]
-
-    def prompts(self) -> list[str]:
-        """The full prompts (style included), one per view."""
-        return list(self.record.get("full_prompts") or self.record.get("prompts") or [])
-
-    def load_image(self) -> Image.Image:
-        with Image.open(self.image_path) as image:
-            return image.convert("RGB")
-
-
-def _how_to_make_records() -> str:
-    return ("`anagram generate` writes <stem>.png with its <stem>.json (views and prompts) beside it; "
-            "animate that image or its folder, or regenerate it with `anagram generate`")
-
-
-def _read_record(record_path: Path) -> SampleFiles:
-    try:
-        record = json.loads(record_path.read_text())
-    except (OSError, ValueError) as error:
-        raise AnimationError(f"cannot read the record {record_path}: {error}") from None
-    if not isinstance(record, dict) or "views" not in record:
-        raise AnimationError(f"{record_path} is not a sample record (no 'views'); {_how_to_make_records()}")
-    stem = record_path.name[: -len(".json")] if record_path.name.endswith(".json") else record_path.stem
-    image_name = (record.get("files") or {}).get("image") or f"{stem}.png"
-    image_path = record_path.parent / image_name
-    if not image_path.is_file():
-        raise AnimationError(f"the record {record_path} names the image {image_path}, which does not exist")
-    return SampleFiles(Path(image_name).stem, image_path, record_path, record)
-
-
-def _is_sample_record(path: Path) -> bool:
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(record, dict) and isinstance(record.get("views"), list) and "seed" in record
-
-
-def find_samples(path: str | os.PathLike) -> list[SampleFiles]:
-    """The samples that ``path`` names: an output image (its JSON beside it), a JSON record, or a
-    folder (every sample record in it, sorted by name). Raises `MissingRecordError` for an image
-    without its JSON and `AnimationError` for a folder without samples."""
-    path = Path(path)
-    if path.is_dir():
-        records = sorted(p for p in path.glob("*.json") if _is_sample_record(p))
-        if not records:
-            raise AnimationError(f"no samples in {path}: expected <stem>.json records next to their images; "
-                                 f"{_how_to_make_records()}")
-        return [_read_record(p) for p in records]
-    if not path.exists():
-        raise AnimationError(f"no such file or folder: {path}")
-    if path.suffix.lower() == ".json":
-        return [_read_record(path)]
-    record_path = path.with_suffix(".json")
-    if not record_path.is_file():
-        hint = ""
-        if path.name.endswith(".views.png"):
-            hint = f" ({path.name} is a strip of views; pass the image {path.name[: -len('.views.png')]}.png)"
-        raise MissingRecordError(f"no JSON record for {path}: expected {record_path}{hint}. "
-                                 f"{_how_to_make_records()}.")
-    return [_read_record(record_path)]
 
 
 # -- the whole thing ----------------------------------------------------------------------------------------------
@@ -549,7 +404,7 @@ def write_animation(
 
     written: list[Path] = []
     for source, job_views, job_captions, base in jobs:
-        image = source.load_image() if isinstance(source, SampleFiles) else source
+        image = source.load_image() if isinstance(source, StoredSample) else source
         frames = animation_frames(image, job_views, job_captions if show_captions else None, **options)
         for fmt in formats:
             target = base.parent / f"{base.name}.{fmt}"
@@ -560,7 +415,7 @@ def write_animation(
 
 
 __all__ = [
-    "AnimationError", "MissingRecordError", "SampleFiles", "animation_frames", "ease_in_out", "find_samples",
-    "frame_count", "gif_bytes", "hold_frames", "parse_formats", "scaled_size", "tour", "transition_frame",
+    "AnimationError", "MissingRecordError", "animation_frames", "ease_in_out", "find_samples",
+    "frame_count", "gif_bytes", "hold_frames", "parse_formats", "scaled_size", "to_pil", "tour", "transition_frame",
     "transition_frames", "write_animation", "write_gif", "write_mp4",
 ]

@@ -1,130 +1,25 @@
-"""Switches of the multi-task method (spec §3-§5) and their per-step hooks into the sampling loop.
+"""The per-step hooks of the multi-task method inside the sampling loop (spec §3-§5).
 
-`MultiTask` is what users set (each component on or off, with its parameters); `MethodHooks` is what
-the loop of `anagram.sampling` calls at each step. Every component is backend-agnostic: the hooks
-only use the pipeline's own UNet call, decoder and tokenizer.
+`MethodHooks` is what the loop of `anagram.sampler` calls at each step of one pipeline call:
+balancing weights and the rectification scale before the combination, the anti-segregation step
+after the scheduler step. Every component is backend-agnostic: the hooks only use the pipeline's
+own UNet call, decoder and tokenizer, and the call's own scheduler (`anagram.pipelines.common.AnagramCall`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
+from ..sampler.combine import view_weights
+from ..views.base import LATENT
 from .anti_segregation import anti_segregation_step
 from .attention import CrossAttentionCapture, available_resolutions
 from .balancing import balance_weights
-from .combine import view_weights
-from .concepts import concept_token_indices, parse_concept
-from .rectification import ESTIMATORS, rectification_scale
+from .concepts import concept_token_indices, strip_concept_marks
+from .rectification import rectification_scale
 from .scorers import ScoreInputs, concept_attention_share, make_scorer
-from .views.base import LATENT
-
-# The reference applies anti-segregation on the first 26 of 30 steps.
-REFERENCE_ANTI_SEGREGATION_FRACTION = 26 / 30
-
-
-@dataclass
-class AntiSegregation:
-    """Anti-segregation of the views' concept attention maps (spec §5); defaults are the reference's.
-
-    Attributes:
-        step_size: gradient step on the sample (reference: 5).
-        fraction: apply on the first ``round(fraction * num_steps)`` steps (reference: 26 of 30).
-        resolution: side of the attention maps; None picks half the sample side for pixel models
-            (the reference's 32 of 64) and a quarter for latent models (16 of a 64 latent).
-        layers: UNet block groups the maps come from (reference: down and up).
-        target: target overlap; None is the reference's ``0.5 - 0.05 (N - 1)``.
-        interval: apply on every ``interval``-th step only (1: every step, the reference), a cheaper variant.
-
-    The extra UNet pass that provides the maps stops after the last captured layer, which gives the
-    same gradient for less work; capturing from the down blocks only (``layers=("down",)``) stops it
-    earlier still.
-    """
-
-    step_size: float = 5.0
-    fraction: float = REFERENCE_ANTI_SEGREGATION_FRACTION
-    resolution: int | None = None
-    layers: tuple[str, ...] = ("down", "up")
-    target: float | None = None
-    interval: int = 1
-
-    def active_at(self, step_index: int, num_steps: int) -> bool:
-        return step_index < round(self.fraction * num_steps) and step_index % max(1, self.interval) == 0
-
-
-@dataclass
-class MultiTask:
-    """Which multi-task components run; ``MultiTask()`` is the full method.
-
-    Attributes:
-        balance: noise vector balancing (spec §3).
-        scorer: completion scorer for balancing: ``"attention"`` (concept attention share, no extra
-            network), ``"clip:<id or folder>"``, a registered name, a `Scorer` or a callable.
-        rectify: variance rectification estimator (spec §4): ``"product"`` (reference),
-            ``"correlation"``, or None for off.
-        anti_segregation: `AntiSegregation` parameters, or None for off.
-    """
-
-    balance: bool = True
-    scorer: Any = "attention"
-    rectify: str | None = "product"
-    anti_segregation: AntiSegregation | None = field(default_factory=AntiSegregation)
-
-    def __post_init__(self):
-        if self.rectify is True:
-            self.rectify = "product"
-        if self.rectify is False:
-            self.rectify = None
-        if self.rectify is not None and self.rectify not in ESTIMATORS:
-            raise ValueError(f"rectify must be one of {ESTIMATORS} or None, got {self.rectify!r}")
-        if self.anti_segregation is True:
-            self.anti_segregation = AntiSegregation()
-        elif isinstance(self.anti_segregation, dict):
-            self.anti_segregation = AntiSegregation(**self.anti_segregation)
-        elif self.anti_segregation is False:
-            self.anti_segregation = None
-
-    @property
-    def is_baseline(self) -> bool:
-        return not self.balance and self.rectify is None and self.anti_segregation is None
-
-    def to_dict(self) -> dict:
-        return json_safe(asdict(self))
-
-    def hooks(self, **context) -> MethodHooks | None:
-        return None if self.is_baseline else MethodHooks(self, **context)
-
-
-def json_safe(value):
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
-
-
-def resolve_method(method) -> MultiTask | None:
-    """None for the baseline sampler; a `MultiTask` for ``"mtl"``, a dict or a `MultiTask`."""
-    if method is None or method == "baseline":
-        return None
-    if method == "mtl":
-        return MultiTask()
-    if isinstance(method, dict):
-        known = {f.name for f in fields(MultiTask)}
-        unknown = set(method) - known
-        if unknown:
-            raise ValueError(f"unknown method settings {sorted(unknown)}; known: {sorted(known)}")
-        method = MultiTask(**method)
-    if isinstance(method, MultiTask):
-        return None if method.is_baseline else method
-    raise ValueError(f"method must be 'baseline', 'mtl', a dict or an anagram.method.MultiTask, got {method!r}")
-
-
-def strip_concept_marks(prompt: str) -> str:
-    """The prompt as encoded: concept brackets (``a [red fox]``) removed."""
-    return parse_concept(prompt)[0] if ("[" in prompt or "]" in prompt) else prompt
 
 
 def default_map_resolution(pipeline, sample_size: tuple[int, int], layers) -> int:
@@ -152,9 +47,9 @@ def predicted_clean(scheduler, sample: torch.Tensor, noise: torch.Tensor, t: tor
 class MethodHooks:
     """Per-step hooks of the multi-task method for one pipeline call."""
 
-    def __init__(self, config: MultiTask, *, pipeline, views, prompts, embeddings, do_cfg, model, model_input,
-                 sample_shape, device):
-        self.config, self.pipeline, self.views = config, pipeline, list(views)
+    def __init__(self, config, *, pipeline, call, views, prompts, embeddings, do_cfg, model, model_input,
+                 sample_shape):
+        self.config, self.pipeline, self.call, self.views = config, pipeline, call, list(views)
         self.model_input = model_input
         self.num_views, self.batch = len(views), sample_shape[0]
         self.clean_prompts = [strip_concept_marks(p) for p in prompts]
@@ -215,7 +110,7 @@ class MethodHooks:
     def score_inputs(self, step_index, num_steps, t, sample, noises) -> ScoreInputs:
         x0_views = None
         if self.scorer.needs_images:
-            x0 = predicted_clean(self.pipeline.scheduler, sample, noises.mean(0), t).to(sample.dtype)
+            x0 = predicted_clean(self.call.scheduler, sample, noises.mean(0), t).to(sample.dtype)
             image = self.pipeline.decode(x0)
             x0_views = torch.stack([view.render(image) for view in self.views])
         return ScoreInputs(x0_views=x0_views, prompts=self.clean_prompts, concept_attention=self.concept_share,
@@ -226,8 +121,8 @@ class MethodHooks:
         settings = self.config.anti_segregation
         if settings is None or next_t is None or not settings.active_at(step_index, num_steps):
             return sample
-        model = self.pipeline.make_model_call(self.cond_embeddings, None)
-        scheduler = self.pipeline.scheduler
+        model = self.pipeline.make_model_call(self.call, self.cond_embeddings, None)
+        scheduler = self.call.scheduler
 
         def predict_cond(x):
             model_input = scheduler.scale_model_input(self.model_input(x), next_t)

@@ -10,6 +10,7 @@ image preprocessing, the safety checker and the watermark are diffusers' own `IF
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -21,8 +22,8 @@ from diffusers.pipelines.deepfloyd_if.watermark import IFWatermarker
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessor, T5EncoderModel, T5Tokenizer
 
-from .pipeline_common import AnagramCallMixin
-from .views.base import PIXEL
+from ..views.base import PIXEL
+from .common import AnagramCallMixin
 
 
 class _IFBackend(AnagramCallMixin, DiffusionPipeline, StableDiffusionLoraLoaderMixin):
@@ -58,23 +59,24 @@ class _IFBackend(AnagramCallMixin, DiffusionPipeline, StableDiffusionLoraLoaderM
             negative_prompt=negative, clean_caption=clean_caption,
         )
 
-    def prepare_sample(self, batch, height, width, dtype, device, generator, sample):
+    def prepare_sample(self, call, batch, height, width, dtype, generator, sample):
         channels = self.noise_channels()
         shape = (batch, channels, height, width)
         if sample is None:
-            sample = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+            sample = randn_tensor(shape, generator=generator, device=call.device, dtype=dtype)
         elif tuple(sample.shape) != shape:
             raise ValueError(f"latents must have shape {shape}, got {tuple(sample.shape)}")
-        return sample.to(device) * self.scheduler.init_noise_sigma
+        return sample.to(call.device) * call.scheduler.init_noise_sigma
 
-    def make_model_call(self, embeddings: torch.Tensor, cross_attention_kwargs) -> Callable:
-        extra = self.model_call_kwargs()
+    def model_call_kwargs(self, call, batch: int) -> dict:
+        """Extra keyword arguments of the UNet call for a batch of `batch` rows (stage II: its noise level)."""
+        return {}
 
+    def make_model_call(self, call, embeddings: torch.Tensor, cross_attention_kwargs) -> Callable:
         def model(batch: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            kwargs = {key: value(batch.shape[0]) for key, value in extra.items()}
             return self.unet(
                 batch, t, encoder_hidden_states=embeddings, cross_attention_kwargs=cross_attention_kwargs,
-                return_dict=False, **kwargs,
+                return_dict=False, **self.model_call_kwargs(call, batch.shape[0]),
             )[0]
 
         return model
@@ -161,6 +163,15 @@ class IFAnagramPipeline(_IFBackend):
         )
 
 
+@dataclass(frozen=True)
+class SuperResolutionInputs:
+    """Stage II's per-call inputs (carried by the call, never stored on the shared pipeline)."""
+
+    image: Any  # the stage-I images to upscale
+    noise_level: int  # the noise added to the upscaled image, also the UNet's class label
+    images_per_input: int  # upscalings of each input image
+
+
 class IFSuperResolutionAnagramPipeline(_IFBackend):
     """Stage II (``DeepFloyd/IF-II-L-v1.0``): upscales a stage-I anagram, multi-view as well."""
 
@@ -183,19 +194,18 @@ class IFSuperResolutionAnagramPipeline(_IFBackend):
             image_noising_scheduler=image_noising_scheduler, safety_checker=safety_checker,
             feature_extractor=feature_extractor, watermarker=watermarker,
         )
-        self._low_res_image, self._noise_level, self._images_per_input = None, 250, 1
 
     def noise_channels(self) -> int:
         return self.unet.config.in_channels // 2
 
-    def model_call_kwargs(self) -> dict:
-        level = self._noise_level
-        return {"class_labels": lambda batch: torch.full((batch,), level, device=self._execution_device)}
+    def model_call_kwargs(self, call, batch: int) -> dict:
+        return {"class_labels": torch.full((batch,), call.stage_inputs.noise_level, device=call.device)}
 
-    def prepare_conditioning(self, batch, height, width, device, dtype, generator) -> Callable:
-        image = self.preprocess_image(self._low_res_image, self._images_per_input, device)
+    def prepare_conditioning(self, call, batch, height, width, dtype, generator) -> Callable:
+        inputs: SuperResolutionInputs = call.stage_inputs
+        image = self.preprocess_image(inputs.image, inputs.images_per_input, call.device)
         upscaled = F.interpolate(image, (height, width), mode="bilinear", align_corners=True)
-        level = torch.tensor([self._noise_level] * upscaled.shape[0], device=upscaled.device)
+        level = torch.tensor([inputs.noise_level] * upscaled.shape[0], device=upscaled.device)
         noise = randn_tensor(upscaled.shape, generator=generator, device=upscaled.device, dtype=upscaled.dtype)
         upscaled = self.image_noising_scheduler.add_noise(upscaled, noise, timesteps=level)
         # The views move the conditioning image together with the sample: both are pixels of one frame.
@@ -232,22 +242,18 @@ class IFSuperResolutionAnagramPipeline(_IFBackend):
         the same prompts and views that made it; other arguments as `IFAnagramPipeline.__call__`."""
         if image is None:
             raise ValueError("stage II needs the stage-I `image` to upscale")
-        self._low_res_image, self._noise_level = image, noise_level
         # Every input image gets `num_images_per_prompt` upscalings, each guided by every view's prompt.
-        self._images_per_input = num_images_per_prompt
+        inputs = SuperResolutionInputs(image=image, noise_level=noise_level, images_per_input=num_images_per_prompt)
         num_inputs = image.shape[0] if isinstance(image, torch.Tensor) and image.dim() == 4 else (
             len(image) if isinstance(image, list) else 1)
-        try:
-            return self.run_anagram(
-                prompt=prompt, views=views, style=style, negative_prompt=negative_prompt, height=height,
-                width=width, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                num_images_per_prompt=num_inputs * num_images_per_prompt, eta=eta, generator=generator,
-                sample=latents, output_type=output_type, return_dict=return_dict, reduction=reduction,
-                method=method, share_unconditional=share_unconditional,
-                cross_attention_kwargs=cross_attention_kwargs,
-                callback_on_step_end=callback_on_step_end,
-                callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-                encode_kwargs={"clean_caption": clean_caption},
-            )
-        finally:
-            self._low_res_image = None
+        return self.run_anagram(
+            prompt=prompt, views=views, style=style, negative_prompt=negative_prompt, height=height,
+            width=width, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            num_images_per_prompt=num_inputs * num_images_per_prompt, eta=eta, generator=generator,
+            sample=latents, output_type=output_type, return_dict=return_dict, reduction=reduction,
+            method=method, share_unconditional=share_unconditional,
+            cross_attention_kwargs=cross_attention_kwargs,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            encode_kwargs={"clean_caption": clean_caption}, stage_inputs=inputs,
+        )

@@ -1,0 +1,5 @@
+"""``python -m anagram.cli ...`` (what torchrun and accelerate launch start)."""
+
+from . import main
+
+main()

@@ -1,0 +1,93 @@
+"""`anagram generate`: anagrams from prompts and views, each an image, a strip of its views and a record.
+
+    anagram generate "a digit six" "a digit nine" --views identity,rotate_180 --num-samples 4
+    anagram generate --from-json outputs/....json
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .terminal import console, fail, progress_bar, quiet_library_progress_bars
+
+
+def generate(
+    prompts: List[str] = typer.Argument(None, help="One prompt per view (the subjects, when --style is given)."),
+    views: Optional[str] = typer.Option(None, "--views", help="Comma-separated views, e.g. identity,rotate_180 "
+                                        "or identity,jigsaw:4,seed=3 (see `anagram views`)."),
+    style: Optional[str] = typer.Option(None, help='Prefix shared by every prompt, e.g. "an oil painting of".'),
+    negative: Optional[str] = typer.Option(None, "--negative", help="Negative prompt (unconditional branch)."),
+    model: str = typer.Option("digits", help="'digits' (built in, offline), a hub id or a local folder."),
+    revision: Optional[str] = typer.Option(None, help="Hub revision (branch, tag or commit)."),
+    steps: Optional[int] = typer.Option(None, help="Denoising steps (default: the model's)."),
+    guidance: Optional[float] = typer.Option(None, help="Classifier-free guidance scale (default: the model's)."),
+    seed: int = typer.Option(0, help="Seed of the first sample; sample k uses seed + k."),
+    num_samples: int = typer.Option(1, "--num-samples", "-n", min=1, help="Number of anagrams."),
+    batch_size: int = typer.Option(8, min=1, help="Samples denoised together."),
+    size: Optional[int] = typer.Option(None, help="Image size in pixels (square; default: the model's)."),
+    dtype: str = typer.Option("fp32", help="fp32, fp16 or bf16."),
+    method: str = typer.Option("baseline", help="baseline (plain averaging) or mtl (the full multi-task method); "
+                               "the switches below change single components."),
+    share_uncond: bool = typer.Option(False, "--share-uncond", help="One unconditional UNet evaluation per step, "
+                                      "shared by the views (faster, approximate)."),
+    balance: Optional[bool] = typer.Option(None, "--balance/--no-balance", help="Noise vector balancing."),
+    scorer: Optional[str] = typer.Option(None, help="Balancing scorer: attention, clip:<id or folder>, or a "
+                                         "registered name."),
+    rectify: Optional[str] = typer.Option(None, help="Variance rectification: product, correlation or none."),
+    anti_seg: Optional[bool] = typer.Option(None, "--anti-seg/--no-anti-seg", help="Anti-segregation."),
+    anti_seg_step_size: Optional[float] = typer.Option(None, help="Anti-segregation gradient step (default 5)."),
+    anti_seg_fraction: Optional[float] = typer.Option(None, help="Share of steps with anti-segregation (26/30)."),
+    anti_seg_resolution: Optional[int] = typer.Option(None, help="Attention map side (default: auto)."),
+    anti_seg_layers: Optional[str] = typer.Option(None, help="UNet blocks for the maps, e.g. down,up."),
+    anti_seg_interval: Optional[int] = typer.Option(None, help="Anti-segregation on every k-th step only."),
+    upscaler: Optional[str] = typer.Option(None, help="DeepFloyd IF stage II id/folder, or 'none'."),
+    cpu_offload: bool = typer.Option(False, "--cpu-offload", help="Model CPU offload (accelerate)."),
+    device: Optional[str] = typer.Option(None, help="Device, e.g. cuda (default: cuda if available, else cpu)."),
+    out: Path = typer.Option(Path("outputs"), "--out", help="Output folder."),
+    from_json: Optional[Path] = typer.Option(None, "--from-json", help="Regenerate a sample from its JSON sidecar."),
+):
+    """Generate anagrams: an image, a strip of its views and a JSON sidecar for every sample."""
+    import torch
+
+    from ..method import method_from_switches
+    from ..outputs.records import RecordError, read_record
+    from ..pipelines.loading import ModelLoadError
+    from ..runs.model import LoadedModel
+    from ..runs.request import Request, request_from_record
+    from ..views import split_views
+
+    try:
+        if from_json is not None:
+            if not from_json.is_file():
+                fail(f"no such JSON file: {from_json}")
+            request, seed = request_from_record(read_record(from_json))
+            num_samples = 1
+        else:
+            if not prompts:
+                fail("give one prompt per view, e.g. anagram generate \"a digit zero\" \"a digit eight\"")
+            method_spec = method_from_switches(
+                method, balance=balance, scorer=scorer, rectify=rectify, anti_seg=anti_seg,
+                step_size=anti_seg_step_size, fraction=anti_seg_fraction, resolution=anti_seg_resolution,
+                layers=anti_seg_layers, interval=anti_seg_interval)
+            request = Request.build(list(prompts), split_views(views), method=method_spec, style=style,
+                                    negative_prompt=negative, model=model, revision=revision, steps=steps,
+                                    guidance_scale=guidance, size=size, dtype=dtype, upscaler=upscaler,
+                                    share_unconditional=share_uncond)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        quiet_library_progress_bars()
+        with console.status(f"loading {request.model}"):
+            loaded = LoadedModel.for_request(request, device=device, cpu_offload=cpu_offload)
+        seeds = list(range(seed, seed + num_samples))
+        with progress_bar() as progress:
+            batches = -(-num_samples // batch_size)  # the steps of one batch advance the bar once each
+            task = progress.add_task("denoising", total=loaded.total_steps(request, batches))
+            for start in range(0, num_samples, batch_size):
+                for sample in loaded.generate(request, seeds[start : start + batch_size],
+                                              on_step=lambda: progress.advance(task)):
+                    files = loaded.save_sample(out, request, sample)
+                    progress.console.print(f"wrote {out / files['image']}")
+    except (ModelLoadError, RecordError, ValueError) as error:
+        fail(str(error))

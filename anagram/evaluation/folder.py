@@ -1,0 +1,67 @@
+"""`anagram evaluate DIR`: the Visual Anagrams metrics over every sample of an output folder.
+
+Each sample is read back through `anagram.outputs.records`, rendered under each of its views and
+judged (`anagram.evaluation.judges`). Per-sample values go to ``DIR/metrics.csv``; the summary (mean,
+0.9 and 0.95 quantiles, success rate) is returned, for the command to print.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..outputs.atomic import atomic_write_bytes
+from ..outputs.records import METRICS_FILE, RecordError, find_samples
+from .judges import make_judge
+from .metrics import alignment, concealment, success, summarize
+
+
+def evaluate_folder(out_dir: str | Path, judge: str = "auto") -> dict[str, Any]:
+    """Score every sample in `out_dir`, write ``metrics.csv`` (atomically) and return the summary."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise FileNotFoundError(f"no such output folder: {out_dir}")
+    try:
+        samples = find_samples(out_dir)
+    except RecordError:
+        raise FileNotFoundError(f"{out_dir} holds no samples (no JSON sidecars written by `anagram generate`)") from None
+    judge_fn = make_judge(judge, {sample.record.model_name for sample in samples})
+    rows = []
+    with torch.no_grad():
+        for sample in samples:
+            record, image = sample.record, sample.image_tensor()
+            views = torch.stack([view.view_image(image) for view in sample.views()])
+            judged = judge_fn(views, record.full_prompts)
+            c = concealment(judged["logits"])
+            row = {"stem": sample.stem, "seed": record.seed, "model": record.model_name,
+                   "method": json.dumps(record.method) if isinstance(record.method, dict) else record.method,
+                   "views": "|".join(v["name"] for v in record.views), "prompts": "|".join(record.prompts),
+                   "alignment": alignment(judged["scores"]).item(), "concealment_row": c["row"].item(),
+                   "concealment_column": c["column"].item(), "concealment": c["mean"].item(),
+                   "success": bool(success(judged["predicted"], judged["targets"]))}
+            row.update({f"score_view{i}": judged["scores"][i, i].item() for i in range(len(views))})
+            rows.append(row)
+    write_rows(out_dir / METRICS_FILE, rows)
+    return summary(rows, judge_fn.name)
+
+
+def summary(rows: list[dict], judge_name: str) -> dict[str, Any]:
+    result: dict[str, Any] = {"judge": judge_name, "samples": len(rows),
+                              "success_rate": sum(r["success"] for r in rows) / len(rows)}
+    for key in ("alignment", "concealment", "concealment_row", "concealment_column"):
+        result[key] = summarize(torch.tensor([r[key] for r in rows]))
+    return result
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buffer.getvalue().encode())

@@ -1,0 +1,154 @@
+"""A loaded model: its pipeline (and DeepFloyd IF's upscaler), loaded once, run for any request on it.
+
+`LoadedModel.load` resolves a built-in name, folder or hub id and loads the weights; `generate` runs a
+`Request` for some seeds (every sample has its own seed, so any single sample can be regenerated from
+its record alone); `record` and `save_sample` turn a result into the sample-folder format of
+`anagram.outputs.records`. This is what `anagram generate`, `anagram batch` and the web app run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ..outputs.records import SampleRecord, write_sample
+from ..pipelines.loading import DEFAULT_UPSCALER, ModelSource, load_pipeline, load_upscaler, locate, parse_dtype
+from .request import Request, sample_stem
+
+FALLBACK_DEFAULTS = {"AnagramPipeline": (50, 7.5), "StableDiffusionPipeline": (50, 7.5), "IFPipeline": (30, 10.0)}
+VERSIONED_PACKAGES = ("anagram", "torch", "diffusers", "transformers", "accelerate", "safetensors")
+
+
+@dataclass
+class Sample:
+    """One generated anagram: its seed, image, rendering under every view, and the prompts as encoded."""
+
+    seed: int
+    image: Any
+    views: list[Any]
+    prompts: list[str]
+
+
+def model_defaults(source: ModelSource) -> tuple[int, float]:
+    """Steps and guidance the model's authors recommend (``anagram_defaults.json``), or the usual ones."""
+    defaults_file = Path(source.location) / "anagram_defaults.json"
+    if source.is_folder and defaults_file.is_file():
+        values = json.loads(defaults_file.read_text())
+        return int(values["num_inference_steps"]), float(values["guidance_scale"])
+    return FALLBACK_DEFAULTS.get(source.class_name, (50, 7.5))
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+class LoadedModel:
+    """A model's pipeline(s) in memory; reused for every request that names the same model."""
+
+    def __init__(self, pipe, source: ModelSource, upscaler=None, upscaler_source: ModelSource | None = None):
+        self.pipe, self.source = pipe, source
+        self.upscaler, self.upscaler_source = upscaler, upscaler_source
+        self.default_steps, self.default_guidance = model_defaults(source)
+
+    @classmethod
+    def load(cls, model: str = "digits", *, revision: str | None = None, dtype: str = "fp32",
+             upscaler: str | None = None, device: str | torch.device | None = None,
+             cpu_offload: bool = False) -> LoadedModel:
+        """Load a model (and, for DeepFloyd IF, its stage II unless ``upscaler="none"``).
+
+        ``cpu_offload`` uses accelerate's model CPU offload onto ``device`` (a GPU); otherwise the
+        pipelines move to ``device``. `anagram.pipelines.loading.ModelLoadError` says what to do when
+        the model cannot be loaded.
+        """
+        source = locate(model, revision)
+        torch_dtype = parse_dtype(dtype)
+        pipe = load_pipeline(source, torch_dtype)
+        stage_two = stage_two_source = None
+        if type(pipe).__name__ == "IFAnagramPipeline" and (upscaler or "") != "none":
+            stage_two_source = locate(upscaler or DEFAULT_UPSCALER)
+            stage_two = load_upscaler(stage_two_source, pipe, torch_dtype)
+        for loaded in filter(None, (pipe, stage_two)):
+            loaded.set_progress_bar_config(disable=True)
+            if cpu_offload:
+                loaded.enable_model_cpu_offload(**({"device": device} if device is not None else {}))
+            elif device is not None:
+                loaded.to(device)
+        return cls(pipe, source, stage_two, stage_two_source)
+
+    @classmethod
+    def for_request(cls, request: Request, **options) -> LoadedModel:
+        """The model a request names, loaded with the request's revision, dtype and upscaler."""
+        return cls.load(request.model, revision=request.revision, dtype=request.dtype, upscaler=request.upscaler,
+                        **options)
+
+    # -- running --------------------------------------------------------------------------------------
+
+    def settings(self, request: Request) -> tuple[int, float]:
+        """The steps and guidance a request runs with: its own, else the model's declared defaults."""
+        steps = request.steps or self.default_steps
+        guidance = request.guidance_scale if request.guidance_scale is not None else self.default_guidance
+        return steps, guidance
+
+    def total_steps(self, request: Request, num_calls: int) -> int:
+        """Denoising steps of `num_calls` `generate` calls (each denoises its seeds together)."""
+        steps, _ = self.settings(request)
+        upscale_steps = (request.upscaler_steps or steps) if self.upscaler else 0
+        return num_calls * (steps + upscale_steps)
+
+    def generate(self, request: Request, seeds: Sequence[int], on_step: Callable[[], None] | None = None) -> list[Sample]:
+        """The anagrams of `request` for `seeds`, denoised together; ``on_step()`` after every step."""
+        steps, guidance = self.settings(request)
+        callback = None
+        if on_step is not None:
+            def callback(pipe, i, t, tensors):
+                on_step()
+                return {}
+        common = dict(views=list(request.views), style=request.style, negative_prompt=request.negative_prompt,
+                      guidance_scale=guidance, callback_on_step_end=callback)
+        size = dict(height=request.size, width=request.size) if request.size and not self.upscaler else {}
+        generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        result = self.pipe(list(request.prompts), num_inference_steps=steps, num_images_per_prompt=len(seeds),
+                           generator=generators, method=request.method,
+                           share_unconditional=request.share_unconditional,
+                           output_type="pt" if self.upscaler else "pil", **size, **common)
+        if self.upscaler is not None:
+            result = self.upscaler(list(request.prompts), image=result.images, generator=generators,
+                                   num_inference_steps=request.upscaler_steps or steps,
+                                   method=None, output_type="pil", **common)
+        return [Sample(int(seed), result.images[b], result.views[b], result.prompts) for b, seed in enumerate(seeds)]
+
+    # -- recording ------------------------------------------------------------------------------------
+
+    def record(self, request: Request, sample: Sample) -> SampleRecord:
+        """The record that reproduces `sample` (`anagram generate --from-json`)."""
+        steps, guidance = self.settings(request)
+        scheduler = self.pipe.scheduler
+        return SampleRecord(
+            prompts=list(request.prompts), style=request.style, negative_prompt=request.negative_prompt,
+            full_prompts=list(sample.prompts), views=request.view_configs(), seed=sample.seed,
+            num_inference_steps=steps, guidance_scale=guidance, size=request.size, dtype=request.dtype,
+            share_unconditional=request.share_unconditional, method=request.method_record(),
+            model=self.source.record(),
+            scheduler={"class": type(scheduler).__name__, "config": dict(scheduler.config)},
+            upscaler=self.upscaler_source.record() if self.upscaler else None,
+            upscaler_steps=request.upscaler_steps, versions=package_versions(),
+        )
+
+    def save_sample(self, out_dir: str | Path, request: Request, sample: Sample, stem: str | None = None) -> dict:
+        """Write `sample` into `out_dir` in the sample-folder format (the JSON record last); its files."""
+        record = self.record(request, sample)
+        return write_sample(out_dir, stem or sample_stem(request, sample.seed), sample.image, sample.views, record)
+
+
+__all__ = ["FALLBACK_DEFAULTS", "LoadedModel", "Sample", "model_defaults", "package_versions"]

@@ -1,0 +1,91 @@
+"""A generation request: everything that determines a set of anagrams except the seeds.
+
+A `Request` is parsed once, at the boundary (the CLI, a job file, the web app, a record read back):
+its views are `View` objects and its method a `MultiTask` (or None for plain averaging) from then on,
+so nothing further in parses them again. `request_from_record` reads one back from a sample record.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from ..method import MultiTask, resolve_method
+from ..outputs.records import SampleRecord
+from ..pipelines.inputs import parse_views, resolve_prompts
+from ..views import View
+
+MAX_STEM_SUBJECT = 60
+
+
+@dataclass(frozen=True)
+class Request:
+    """A parsed, checked request. Build it with `Request.build`, which parses and validates.
+
+    ``steps``/``guidance_scale``/``size`` left None take the model's declared defaults when the
+    request runs on a loaded model (`anagram.runs.model.LoadedModel.settings`).
+    """
+
+    prompts: tuple[str, ...]
+    views: tuple[View, ...]
+    method: MultiTask | None = None
+    style: str | None = None
+    negative_prompt: str | None = None
+    model: str = "digits"
+    revision: str | None = None
+    steps: int | None = None
+    guidance_scale: float | None = None
+    size: int | None = None
+    dtype: str = "fp32"
+    share_unconditional: bool = False
+    upscaler: str | None = None  # DeepFloyd IF stage II; "none" to skip
+    upscaler_steps: int | None = None
+
+    @classmethod
+    def build(cls, prompts: Sequence[str], views: Sequence[Any] | None = None, *, method: Any = "baseline",
+              **settings: Any) -> Request:
+        """Parse views (names, specs, configs or `View` objects; default ``identity`` for one prompt,
+        ``identity, rotate_180`` for two) and the method (``"baseline"``, ``"mtl"``, a dict or a
+        `MultiTask`), and check that the prompts match the views. Raises ValueError (`ViewError`,
+        `ConceptError`...) with a message that says what to do, before any model loads."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        prompts = tuple(prompts)
+        parsed = tuple(parse_views(list(views) if views else None, len(prompts)))
+        resolve_prompts(list(prompts), parsed, settings.get("style"))
+        return cls(prompts=prompts, views=parsed, method=resolve_method(method), **settings)
+
+    def view_configs(self) -> list[dict]:
+        return [view.config() for view in self.views]
+
+    def method_record(self) -> str | dict:
+        """The method as records keep it: ``"baseline"``, ``"mtl"`` (the full method as published) or
+        the dict of settings."""
+        if self.method is None:
+            return "baseline"
+        return "mtl" if self.method == MultiTask() else self.method.to_dict()
+
+
+def sample_stem(request: Request, seed: int) -> str:
+    """The readable part of a sample's file names: its subjects, views and seed."""
+    subjects = "_".join(request.prompts)
+    slug = re.sub(r"[^a-z0-9]+", "-", subjects.lower()).strip("-")[:MAX_STEM_SUBJECT] or "anagram"
+    names = "-".join(view.name for view in request.views)
+    return f"{slug}__{names}__seed{seed}"
+
+
+def request_from_record(record: SampleRecord) -> tuple[Request, int]:
+    """The request and seed that a sample record describes."""
+    model = record.model
+    request = Request.build(
+        record.prompts, record.views, method=record.method, style=record.style,
+        negative_prompt=record.negative_prompt, model=model["location"], revision=model.get("revision"),
+        steps=record.num_inference_steps, guidance_scale=record.guidance_scale, size=record.size,
+        dtype=record.dtype, share_unconditional=record.share_unconditional,
+        upscaler=record.upscaler["location"] if record.upscaler else "none", upscaler_steps=record.upscaler_steps,
+    )
+    return request, int(record.seed)
+
+
+__all__ = ["Request", "request_from_record", "sample_stem"]
