@@ -41,7 +41,7 @@ def test_method_switches():
     from anagram.method import AntiSegregation, MultiTask
 
     method = MultiTask()
-    assert method.balance and method.rectify == "product" and isinstance(method.anti_segregation, AntiSegregation)
+    assert method.balance and method.rectify == "bounded" and isinstance(method.anti_segregation, AntiSegregation)
     assert MultiTask(**method.to_dict()) == method
 
 

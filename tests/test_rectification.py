@@ -142,3 +142,40 @@ def test_matches_the_pairwise_formula_even_off_unit_variance(estimator):
                 de += 2 * a[b, i].item() * a[b, j].item() * rho.item()
         expected.append(de ** -0.5)
     torch.testing.assert_close(rectification_scale(noises, a, estimator), torch.tensor(expected), rtol=1e-5, atol=0)
+
+
+# -- the bounded estimator (the default of MultiTask) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+@pytest.mark.parametrize("rho", [0.0, 0.5, 1.0])
+def test_bounded_restores_unit_variance_where_the_premise_holds(n, rho):
+    noises = correlated_noises(equicorrelated(n, rho), seed=7 * n + int(rho * 10))
+    weights = torch.tensor(UNEQUAL[n])
+    c = rectification_scale(noises, weights, "bounded")
+    variance = (c.view(-1, 1, 1, 1) * torch.einsum("n,nb...->b...", weights, noises)).flatten(1).var(-1)
+    torch.testing.assert_close(variance, torch.ones_like(variance), atol=0.06, rtol=0)
+
+
+def test_bounded_scale_lies_between_one_and_the_independent_case():
+    """Anti-correlated, inflated (guided: second moment 2.5) and opposite estimates: the reference
+    formula explodes, the bounded scale stays in [1, 1/|a|_2]."""
+    g = torch.Generator().manual_seed(0)
+    e = torch.randn(1, 3, 4, 16, 16, generator=g) * 1.6
+    opposite = torch.cat([e, -e])
+    partly = torch.cat([e, -0.8 * e + 0.6 * torch.randn(e.shape, generator=g) * 1.6])
+    weights = torch.tensor([[0.5, 0.5], [0.8, 0.2], [0.3, 0.7]])
+    for noises in (opposite, partly):
+        c = rectification_scale(noises, weights, "bounded")
+        upper = weights.norm(dim=-1).reciprocal()
+        assert (c >= 1 - 1e-6).all() and (c <= upper + 1e-5).all()
+        torch.testing.assert_close(c, upper)  # negative correlation counts as independence
+        assert (rectification_scale(noises, weights, "product") > 2 * upper).any()
+
+
+def test_bounded_is_the_default_and_the_reference_stays_by_name():
+    from anagram.method import MultiTask, method_from_switches
+
+    assert MultiTask().rectify == "bounded" and MultiTask(rectify=True).rectify == "bounded"
+    assert MultiTask(rectify="product").rectify == "product"
+    assert method_from_switches("mtl", rectify="product")["rectify"] == "product"

@@ -1,17 +1,24 @@
 """`anagram generate`: anagrams from prompts and views, each an image, a strip of its views and a record.
 
     anagram generate "a digit six" "a digit nine" --views identity,rotate_180 --num-samples 4
-    anagram generate --from-json outputs/....json
+    anagram generate --from-json outputs/....json      # or the .png: it carries the same record
+
+Every file name holds a short hash of the parameters (`anagram.runs.request.sample_name`), so runs that
+differ in anything never share a name; an existing sample is replaced only with --overwrite. The output
+folder, the device and every parameter are checked before any model loads.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from .terminal import console, fail, progress_bar, quiet_library_progress_bars
+from .terminal import console, fail, progress_bar, quiet_library_progress_bars, warn
+
+REGENERATED = "regenerated"  # --from-json without --out writes here, beside the record, never over it
 
 
 def generate(
@@ -36,7 +43,9 @@ def generate(
     balance: Optional[bool] = typer.Option(None, "--balance/--no-balance", help="Noise vector balancing."),
     scorer: Optional[str] = typer.Option(None, help="Balancing scorer: attention, clip:<id or folder>, or a "
                                          "registered name."),
-    rectify: Optional[str] = typer.Option(None, help="Variance rectification: product, correlation or none."),
+    rectify: Optional[str] = typer.Option(None, help="Variance rectification: bounded (the "
+                                          "default of mtl: a scale between 1 and sqrt(N)), product (the reference "
+                                          "formula, unbounded), correlation or none."),
     anti_seg: Optional[bool] = typer.Option(None, "--anti-seg/--no-anti-seg", help="Anti-segregation."),
     anti_seg_step_size: Optional[float] = typer.Option(None, help="Anti-segregation gradient step (default 5)."),
     anti_seg_fraction: Optional[float] = typer.Option(None, help="Share of steps with anti-segregation (26/30)."),
@@ -46,28 +55,32 @@ def generate(
     upscaler: Optional[str] = typer.Option(None, help="DeepFloyd IF stage II id/folder, or 'none'."),
     cpu_offload: bool = typer.Option(False, "--cpu-offload", help="Model CPU offload (accelerate)."),
     device: Optional[str] = typer.Option(None, help="Device, e.g. cuda (default: cuda if available, else cpu)."),
-    out: Path = typer.Option(Path("outputs"), "--out", help="Output folder."),
-    from_json: Optional[Path] = typer.Option(None, "--from-json", help="Regenerate a sample from its JSON sidecar."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: outputs; with --from-json: "
+                                       f"a '{REGENERATED}' folder beside the record)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace samples of the same name (same parameters "
+                                   "and seed) that are already in --out."),
+    from_json: Optional[Path] = typer.Option(None, "--from-json", help="Regenerate a sample from its JSON sidecar "
+                                             "or its PNG (which embeds the same record)."),
 ):
     """Generate anagrams: an image, a strip of its views and a JSON sidecar for every sample."""
-    import torch
-
     from ..method import method_from_switches
-    from ..outputs.records import RecordError, read_record
+    from ..outputs.records import RecordError, read_record, sample_files
     from ..pipelines.loading import ModelLoadError
-    from ..runs.model import LoadedModel
-    from ..runs.request import Request, request_from_record
+    from ..runs.model import LoadedModel, check_device, dtype_warning
+    from ..runs.request import Request, request_from_record, sample_name
     from ..views import split_views
 
     try:
+        kept_name = None
         if from_json is not None:
-            if not from_json.is_file():
-                fail(f"no such JSON file: {from_json}")
-            request, seed = request_from_record(read_record(from_json))
+            record = read_record(from_json)
+            request, seed = request_from_record(record)
             num_samples = 1
+            out = out or from_json.parent / REGENERATED
+            kept_name = Path(record.files["image"]).stem if record.files.get("image") else None
         else:
             if not prompts:
-                fail("give one prompt per view, e.g. anagram generate \"a digit zero\" \"a digit eight\"")
+                fail("give one prompt per view, e.g. anagram generate \"a digit six\" \"a digit nine\"")
             method_spec = method_from_switches(
                 method, balance=balance, scorer=scorer, rectify=rectify, anti_seg=anti_seg,
                 step_size=anti_seg_step_size, fraction=anti_seg_fraction, resolution=anti_seg_resolution,
@@ -76,18 +89,43 @@ def generate(
                                     negative_prompt=negative, model=model, revision=revision, steps=steps,
                                     guidance_scale=guidance, size=size, dtype=dtype, upscaler=upscaler,
                                     share_unconditional=share_uncond)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            out = out or Path("outputs")
+        seeds = list(range(seed, seed + num_samples))
+        names = {s: kept_name or sample_name(request, s) for s in seeds}  # a regenerated sample keeps its name
+        prepare_output_folder(out, list(names.values()), overwrite, sample_files)
+        device = check_device(device)
+        for line in filter(None, [dtype_warning(request.dtype, device)]):
+            warn(line)
         quiet_library_progress_bars()
         with console.status(f"loading {request.model}"):
             loaded = LoadedModel.for_request(request, device=device, cpu_offload=cpu_offload)
-        seeds = list(range(seed, seed + num_samples))
+        for line in loaded.warnings(request):
+            warn(line)
         with progress_bar() as progress:
             batches = -(-num_samples // batch_size)  # the steps of one batch advance the bar once each
             task = progress.add_task("denoising", total=loaded.total_steps(request, batches))
             for start in range(0, num_samples, batch_size):
                 for sample in loaded.generate(request, seeds[start : start + batch_size],
                                               on_step=lambda: progress.advance(task)):
-                    files = loaded.save_sample(out, request, sample)
-                    progress.console.print(f"wrote {out / files['image']}")
+                    files = loaded.save_sample(out, request, sample, stem=names[sample.seed])
+                    progress.console.print(f"wrote {out / files['image']}", highlight=False)
     except (ModelLoadError, RecordError, ValueError) as error:
         fail(str(error))
+
+
+def prepare_output_folder(out: Path, stems: list[str], overwrite: bool, files_of) -> None:
+    """Make sure `out` is a writable folder and holds none of these samples (unless `overwrite`),
+    before any model loads: a mistake here must not cost a finished sampling run."""
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file, not a folder: give a folder (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        fail(f"cannot create the output folder {out}: {error.strerror or error}")
+    if not os.access(out, os.W_OK | os.X_OK):
+        fail(f"cannot write into the output folder {out} (permission denied): choose another --out")
+    taken = [out / name for stem in stems for name in files_of(stem).values() if (out / name).exists()]
+    if taken and not overwrite:
+        shown = ", ".join(str(path) for path in taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "")
+        fail(f"{shown} already exist: a sample with these parameters and seed was generated before. Pass --overwrite "
+             "to replace it, or choose another --out or --seed")

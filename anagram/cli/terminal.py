@@ -19,6 +19,11 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def warn(message: str) -> None:
+    """Print ``warning: message``: something will probably not come out as the user expects."""
+    console.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True, highlight=False)
+
+
 def quiet_library_progress_bars() -> None:
     """diffusers/transformers draw their own tqdm bars while loading; ours (rich) is the only one shown."""
     from diffusers.utils import logging as diffusers_logging

@@ -1,4 +1,4 @@
-"""Noise variance rectification (method spec §4): keep the combined noise at unit variance.
+"""Noise variance rectification (method spec §4, docs/method.md §4): keep the combined noise at unit variance.
 
 A weighted sum ``sum_k a_k e_k`` of unit-variance noise estimates has variance
 
@@ -9,25 +9,36 @@ independent views averaged with weight 1/2 have variance 1/2). Rectification mul
 combination by ``c = 1 / sqrt(a^T R a)``. The variance channels of a learned-variance model are
 not rescaled: pass only the noise channels here.
 
-Two estimators of ``rho_ij`` are offered:
+Three estimators of ``rho_ij`` are offered:
 
-* ``"product"`` (the reference): the mean of the elementwise product over all D elements of a
-  sample, i.e. the correlation assuming zero-mean, unit-variance estimates;
-* ``"correlation"``: the normalised (uncentred) correlation <e_i, e_j> / (|e_i| |e_j|).
+* ``"bounded"`` (the default of `anagram.method.MultiTask`): the normalised correlation, clamped to
+  ``[0, 1]``. Every view's estimate is an estimate of the same noise in ``x_t``, so their true
+  correlation lies between 0 (independent errors) and 1 (identical estimates); a measured negative
+  value is the views disagreeing about the picture, not variance to restore. With weights
+  ``a_k >= 0`` summing to 1 the quadratic form then lies in ``[sum_k a_k^2, 1]`` and the scale in
+  ``[1, 1 / |a|_2]`` (at most sqrt(N) for plain averaging): it never shrinks the noise and never
+  multiplies it by more than independence would justify.
+* ``"product"`` (the reference formula): the mean of the elementwise product over all D elements
+  of a sample, i.e. the correlation assuming zero-mean, unit-variance estimates. It is not
+  normalised: guided estimates have a second moment above 1, so it can exceed 1 in size, and when
+  the views disagree it goes below -1/2 and the quadratic form below 0, where only the ``eps``
+  clamp stops it (a scale of up to ``1/sqrt(eps)`` = 1000: the sample turns to noise).
+* ``"correlation"``: the normalised (uncentred) correlation <e_i, e_j> / (|e_i| |e_j|), unclamped
+  (in [-1, 1]; anti-correlated estimates still give a large scale).
 
-In both cases the diagonal of ``R`` is 1, because the formula uses ``sum_k a_k^2`` (each
-estimate is taken to have unit variance); the "product" off-diagonal is used as measured (it can
-slightly exceed 1 for identical estimates of sample variance above 1), as in the reference.
-Everything is one batched einsum on the noises' device, with no per-pair loop and no host sync.
+In every case the diagonal of ``R`` is 1, because the formula uses ``sum_k a_k^2`` (each
+estimate is taken to have unit variance). Everything is one batched einsum on the noises' device,
+with no per-pair loop and no host sync.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["ESTIMATORS", "pairwise_correlation", "rectification_scale", "rectify"]
+__all__ = ["DEFAULT_ESTIMATOR", "ESTIMATORS", "pairwise_correlation", "rectification_scale", "rectify"]
 
-ESTIMATORS = ("product", "correlation")
+ESTIMATORS = ("bounded", "product", "correlation")
+DEFAULT_ESTIMATOR = "bounded"
 
 
 def pairwise_correlation(noises: torch.Tensor, estimator: str = "product") -> torch.Tensor:
@@ -37,11 +48,12 @@ def pairwise_correlation(noises: torch.Tensor, estimator: str = "product") -> to
     if noises.dim() < 3:
         raise ValueError(f"noises must be (N, B, ...) with per-sample elements, got shape {tuple(noises.shape)}")
     flat = noises.float().flatten(2)  # (N, B, D); float32 so D-long sums of fp16 values stay exact enough
-    if estimator == "correlation":
-        # unit-normalise each estimate; the clamp keeps an all-zero estimate at 0 instead of NaN
-        flat = flat / flat.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        return torch.einsum("ibd,jbd->bij", flat, flat)
-    return torch.einsum("ibd,jbd->bij", flat, flat) / flat.shape[-1]
+    if estimator == "product":
+        return torch.einsum("ibd,jbd->bij", flat, flat) / flat.shape[-1]
+    # unit-normalise each estimate; the clamp keeps an all-zero estimate at 0 instead of NaN
+    flat = flat / flat.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    correlation = torch.einsum("ibd,jbd->bij", flat, flat)
+    return correlation.clamp(0.0, 1.0) if estimator == "bounded" else correlation
 
 
 def rectification_scale(
@@ -56,7 +68,7 @@ def rectification_scale(
     the canonical frame). ``weights``: ``(N,)`` shared or ``(B, N)`` per sample (e.g. balancing
     weights). ``c = 1 / sqrt(a^T R a)`` with ``R`` from `pairwise_correlation` and a unit diagonal;
     the quadratic form is clamped at ``eps`` so anti-correlated estimates give a large finite
-    scale, not inf.
+    scale, not inf (the ``"bounded"`` estimator never gets there: its form is at least |a|^2).
     """
     n, b = noises.shape[0], noises.shape[1]
     a = weights.float().to(noises.device)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .rectification import ESTIMATORS
+from .rectification import DEFAULT_ESTIMATOR, ESTIMATORS
 
 # The reference applies anti-segregation on the first 26 of 30 steps.
 REFERENCE_ANTI_SEGREGATION_FRACTION = 26 / 30
@@ -60,19 +60,20 @@ class MultiTask:
         balance: noise vector balancing (spec §3).
         scorer: completion scorer for balancing: ``"attention"`` (concept attention share, no extra
             network), ``"clip:<id or folder>"``, a registered name, a `Scorer` or a callable.
-        rectify: variance rectification estimator (spec §4): ``"product"`` (reference),
-            ``"correlation"``, or None for off.
+        rectify: variance rectification estimator (spec §4, `anagram.method.rectification`):
+            ``"bounded"`` (default: normalised correlation clamped to [0, 1], a scale between 1 and
+            1/|a|), ``"product"`` (the reference formula, unbounded), ``"correlation"``, or None for off.
         anti_segregation: `AntiSegregation` parameters, or None for off.
     """
 
     balance: bool = True
     scorer: Any = "attention"
-    rectify: str | None = "product"
+    rectify: str | None = DEFAULT_ESTIMATOR
     anti_segregation: AntiSegregation | None = field(default_factory=AntiSegregation)
 
     def __post_init__(self):
         if self.rectify is True:
-            self.rectify = "product"
+            self.rectify = DEFAULT_ESTIMATOR
         if self.rectify is False:
             self.rectify = None
         if self.rectify is not None and self.rectify not in ESTIMATORS:

@@ -83,6 +83,27 @@ class AnagramCallMixin:
     """`run_anagram` for a diffusers pipeline that implements `AnagramBackend`."""
 
     set_scheduler_begin_index = False
+    # steps and guidance of a call that gives none, unless the model's folder declares its own
+    # (``anagram_defaults.json``, read by `from_pretrained`)
+    fallback_call_defaults = (50, 7.5)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """diffusers' `from_pretrained`, which also takes the built-in names (``"digits"``) and reads the
+        model's declared sampling defaults (``anagram_defaults.json``) for calls that give none.
+        ``torch_dtype`` is passed on under the name the installed diffusers expects."""
+        from .loading import builtin_models, dtype_keyword, read_call_defaults
+
+        location = builtin_models().get(str(pretrained_model_name_or_path), pretrained_model_name_or_path)
+        if "torch_dtype" in kwargs:
+            kwargs[dtype_keyword()] = kwargs.pop("torch_dtype")
+        pipe = super().from_pretrained(location, **kwargs)
+        pipe.declared_call_defaults = read_call_defaults(location)
+        return pipe
+
+    def call_defaults(self) -> tuple[int, float]:
+        """(steps, guidance) a call without them runs with: the model's declared ones, else the fallback."""
+        return getattr(self, "declared_call_defaults", None) or self.fallback_call_defaults
 
     def prepare_conditioning(self, call, batch, height, width, dtype, generator) -> Callable | None:
         """A (sample -> model input) function for stages that condition on an image; None otherwise."""
@@ -129,6 +150,9 @@ class AnagramCallMixin:
         cross_attention_kwargs, callback_on_step_end, callback_on_step_end_tensor_inputs, encode_kwargs=None,
         share_unconditional=False, stage_inputs=None,
     ):
+        default_steps, default_guidance = self.call_defaults()
+        num_inference_steps = default_steps if num_inference_steps is None else num_inference_steps
+        guidance_scale = default_guidance if guidance_scale is None else guidance_scale
         checked = self.check_inputs(
             prompt=prompt, views=views, style=style, negative_prompt=negative_prompt, height=height, width=width,
             num_inference_steps=num_inference_steps, num_images_per_prompt=num_images_per_prompt,

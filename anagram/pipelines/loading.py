@@ -10,9 +10,12 @@ as safetensors.
 from __future__ import annotations
 
 import json
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 
@@ -22,6 +25,56 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 def builtin_models() -> dict[str, Path]:
     """``{name: folder}`` of the pipeline folders shipped in ``anagram/models/``."""
     return {p.parent.name: p.parent for p in sorted(MODELS_DIR.glob("*/model_index.json"))}
+
+
+DEFAULTS_FILE = "anagram_defaults.json"
+HUB_PROBE_SECONDS = 3.0
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def read_declared_defaults(location: str | Path) -> dict[str, Any]:
+    """What a model folder declares about itself in ``anagram_defaults.json`` ({} if nothing)."""
+    path = Path(str(location)).expanduser() / DEFAULTS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
+def read_call_defaults(location: str | Path) -> tuple[int, float] | None:
+    """The steps and guidance a model folder declares (``anagram_defaults.json``), or None."""
+    values = read_declared_defaults(location)
+    try:
+        return int(values["num_inference_steps"]), float(values["guidance_scale"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def dtype_keyword() -> str:
+    """The `from_pretrained` keyword for the weights' dtype: ``dtype`` where the installed diffusers
+    has it (it warns that ``torch_dtype`` is deprecated), ``torch_dtype`` on older ones."""
+    from diffusers import utils as diffusers_utils
+
+    return "dtype" if hasattr(diffusers_utils, "_resolve_dtype") else "torch_dtype"
+
+
+def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
+    """Whether a TCP connection to the hub opens within `timeout` seconds (True behind a proxy,
+    which only the proxy can answer). One short probe instead of a minute of retried requests."""
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return True
+    from huggingface_hub import constants
+
+    endpoint = urlparse(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 DEFAULT_UPSCALER = "DeepFloyd/IF-II-L-v1.0"
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
@@ -43,6 +96,7 @@ class ModelSource:
     is_folder: bool
     revision: str | None
     class_name: str
+    local_only: bool = False  # the hub cannot be reached: load from the local cache without asking it
 
     def record(self) -> dict[str, Any]:
         return {"model": self.name, "location": self.location, "revision": self.revision,
@@ -74,35 +128,54 @@ def locate(model: str, revision: str | None = None) -> ModelSource:
 
 
 def _locate_on_hub(repo_id: str, revision: str | None) -> ModelSource:
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants, hf_hub_download
     from huggingface_hub.errors import (
         GatedRepoError, HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
     )
 
+    offline = bool(constants.HF_HUB_OFFLINE)
     try:
-        path = Path(hf_hub_download(repo_id, "model_index.json", revision=revision))
-    except GatedRepoError:
-        raise ModelLoadError(
-            f"'{repo_id}' is gated: accept its license on its Hugging Face page, then log in here with "
-            "`hf auth login` (DeepFloyd IF needs this)"
-        ) from None
-    except RevisionNotFoundError:
-        raise ModelLoadError(f"'{repo_id}' has no revision '{revision}'") from None
-    except (RepositoryNotFoundError, HFValidationError):
-        raise ModelLoadError(
-            f"'{repo_id}' is neither a local folder nor a model on the Hugging Face hub: check the spelling "
-            "(e.g. stable-diffusion-v1-5/stable-diffusion-v1-5, DeepFloyd/IF-I-XL-v1.0), or use the built-in "
-            "offline model: --model digits"
-        ) from None
-    except (LocalEntryNotFoundError, OSError) as error:
-        raise ModelLoadError(
-            f"cannot load '{repo_id}': it is not in the local Hugging Face cache and the hub cannot be reached "
-            f"({type(error).__name__}). Connect once to download it (unset HF_HUB_OFFLINE), pass a local folder "
-            "made with save_pretrained, or use the built-in offline model: --model digits"
-        ) from None
+        path = Path(hf_hub_download(repo_id, "model_index.json", revision=revision, local_files_only=True))
+        cached = True
+    except HFValidationError:
+        raise ModelLoadError(f"'{repo_id}' is neither a local folder nor a valid Hugging Face hub id: check the "
+                             "spelling (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5), or use the built-in "
+                             f"offline model: --model {_first_builtin()}") from None
+    except (LocalEntryNotFoundError, OSError):
+        cached = False
+    reachable = not offline and hub_reachable()
+    if not cached:
+        if not reachable:
+            why = ("HF_HUB_OFFLINE is set, so the hub is not asked (unset it to download)" if offline else
+                   f"the hub ({urlparse(constants.ENDPOINT).hostname}) cannot be reached from this machine")
+            raise ModelLoadError(
+                f"cannot load '{repo_id}': it is not in the local Hugging Face cache and {why}. Download it once on "
+                "a connected machine, pass a local folder made with save_pretrained, or use the built-in offline "
+                f"model: --model {_first_builtin()}")
+        try:
+            path = Path(hf_hub_download(repo_id, "model_index.json", revision=revision))
+        except GatedRepoError:
+            raise ModelLoadError(
+                f"'{repo_id}' is gated: accept its license on its Hugging Face page, then log in here with "
+                "`hf auth login` (DeepFloyd IF needs this)"
+            ) from None
+        except RevisionNotFoundError:
+            raise ModelLoadError(f"'{repo_id}' has no revision '{revision}'") from None
+        except RepositoryNotFoundError:
+            raise ModelLoadError(
+                f"'{repo_id}' is neither a local folder nor a model on the Hugging Face hub: check the spelling "
+                "(e.g. stable-diffusion-v1-5/stable-diffusion-v1-5, DeepFloyd/IF-I-XL-v1.0), or use the built-in "
+                f"offline model: --model {_first_builtin()}"
+            ) from None
+        except (LocalEntryNotFoundError, OSError) as error:
+            raise ModelLoadError(f"cannot download '{repo_id}' from the hub: {error}") from None
     config = json.loads(path.read_text())
     commit = path.parent.name if path.parent.parent.name == "snapshots" else revision
-    return ModelSource(repo_id, repo_id, False, commit, config.get("_class_name", ""))
+    return ModelSource(repo_id, repo_id, False, commit, config.get("_class_name", ""), local_only=not reachable)
+
+
+def _first_builtin() -> str:
+    return next(iter(builtin_models()), "digits")
 
 
 def load_pipeline(source: ModelSource, torch_dtype: torch.dtype = torch.float32, **kwargs):
@@ -129,6 +202,8 @@ def load_upscaler(source: ModelSource, stage_one, torch_dtype: torch.dtype = tor
 
 
 def _from_pretrained(cls, source: ModelSource, torch_dtype, **kwargs):
+    if source.local_only:
+        kwargs["local_files_only"] = True  # a hub that cannot be reached is not asked again, file by file
     try:
         return cls.from_pretrained(source.location, torch_dtype=torch_dtype, revision=source.revision,
                                    use_safetensors=True, **kwargs)

@@ -147,8 +147,8 @@ class AnagramPipeline(
         negative_prompt: str | list[str] | None = None,
         height: int | None = None,
         width: int | None = None,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 7.5,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
         num_images_per_prompt: int = 1,
         eta: float = 0.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -171,7 +171,10 @@ class AnagramPipeline(
             style: a prefix shared by every prompt, e.g. ``"an oil painting of"``.
             negative_prompt: replaces the empty prompt of the unconditional branch (one, or one per view).
             height, width: image size in pixels (default: the model's).
-            num_inference_steps, guidance_scale, eta, generator, latents, output_type, return_dict,
+            num_inference_steps, guidance_scale: default: the model's declared defaults (its folder's
+                ``anagram_defaults.json``: 30 and 3.0 for the built-in ``digits``), else 50 and 7.5 as
+                in `StableDiffusionPipeline`; the same defaults as the ``anagram`` command.
+            eta, generator, latents, output_type, return_dict,
             cross_attention_kwargs, callback_on_step_end, callback_on_step_end_tensor_inputs: as in
                 `StableDiffusionPipeline`.
             num_images_per_prompt: number of anagrams (each uses every prompt).

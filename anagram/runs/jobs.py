@@ -24,7 +24,7 @@ If any line is bad, `read_jobs` raises `JobFileError` listing every bad line as 
 message`` (nothing is generated, nothing is dropped silently).
 
 **Units.** Every (job, seed) is one *unit*, named by a stable id: the sample's usual stem
-(`anagram.runs.request.sample_stem`) plus a hash of the job's normalised parameters, e.g.
+(`anagram.runs.request.sample_name`: the readable stem plus a hash of the job's parameters), e.g.
 ``a-red-fox-a-duck__identity-rotate_180__seed3__1f0c9a2b7e``; a repeated job line adds only its new
 seeds.
 """
@@ -32,7 +32,6 @@ seeds.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import re
@@ -44,7 +43,7 @@ from ..method import resolve_method
 from ..outputs.records import sample_files
 from ..pipelines.loading import ModelLoadError, locate, parse_dtype
 from ..views import split_views
-from .request import Request, sample_stem
+from .request import Request, sample_name
 
 KEYS = ("prompts", "views", "style", "negative", "seeds", "num_samples", "seed", "model", "revision", "steps",
         "guidance", "size", "dtype", "method", "upscaler", "upscaler_steps")
@@ -188,9 +187,7 @@ def _job(line: int, row: dict[str, Any], default_model: str, located: dict) -> J
     dtype = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}.get(dtype.lower(), dtype.lower())
     parse_dtype(dtype)
     method = _method(row.get("method"))
-    size = _int(row, "size", minimum=8)
-    if size is not None and size % 8:
-        raise ValueError(f"'size' must be a multiple of 8, got {size}")
+    size = _int(row, "size", minimum=0)  # the size rule is `Request.build`'s, as for `anagram generate`
     try:
         parsed_method = resolve_method(method)
     except NotImplementedError:
@@ -328,20 +325,12 @@ def _seeds(row: dict) -> list[int]:
 
 
 def job_key(request: Request) -> str:
-    """A stable hash of everything that determines a job's images (its seeds aside)."""
-    payload = {
-        "prompts": list(request.prompts), "views": request.view_configs(), "style": request.style,
-        "negative_prompt": request.negative_prompt, "model": request.model, "revision": request.revision,
-        "steps": request.steps, "guidance_scale": request.guidance_scale, "size": request.size,
-        "dtype": request.dtype, "method": request.method_record(), "upscaler": request.upscaler,
-        "upscaler_steps": request.upscaler_steps,
-    }
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
+    """A stable hash of everything that determines a job's images (its seeds aside): `Request.key`."""
+    return request.key()
 
 
 def unit_id(job: Job, seed: int) -> str:
-    return f"{sample_stem(job.request, seed)}__{job.key}"
+    return sample_name(job.request, seed)  # the name `anagram generate` gives the same sample
 
 
 def plan_units(jobs: list[Job]) -> Plan:

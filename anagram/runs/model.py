@@ -8,7 +8,9 @@ its record alone); `record` and `save_sample` turn a result into the sample-fold
 
 from __future__ import annotations
 
-import json
+import logging
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -17,8 +19,11 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..outputs.records import SampleRecord, write_sample
-from ..pipelines.loading import DEFAULT_UPSCALER, ModelSource, load_pipeline, load_upscaler, locate, parse_dtype
-from .request import Request, sample_stem
+from ..pipelines.loading import (
+    DEFAULT_UPSCALER, ModelSource, load_pipeline, load_upscaler, locate, parse_dtype, read_call_defaults,
+)
+from ..views import PIXEL
+from .request import Request, sample_name
 
 FALLBACK_DEFAULTS = {"AnagramPipeline": (50, 7.5), "StableDiffusionPipeline": (50, 7.5), "IFPipeline": (30, 10.0)}
 VERSIONED_PACKAGES = ("anagram", "torch", "diffusers", "transformers", "accelerate", "safetensors")
@@ -34,13 +39,82 @@ class Sample:
     prompts: list[str]
 
 
+# A tokenizer this small was built for a closed set of words (the shipped testbed models); a full
+# CLIP or T5 vocabulary (tens of thousands of pieces) spells any word, so it is not checked.
+CLOSED_VOCABULARY_MAX = 1000
+COLOUR_VIEWS = ("grayscale", "color")
+
+
 def model_defaults(source: ModelSource) -> tuple[int, float]:
     """Steps and guidance the model's authors recommend (``anagram_defaults.json``), or the usual ones."""
-    defaults_file = Path(source.location) / "anagram_defaults.json"
-    if source.is_folder and defaults_file.is_file():
-        values = json.loads(defaults_file.read_text())
-        return int(values["num_inference_steps"]), float(values["guidance_scale"])
-    return FALLBACK_DEFAULTS.get(source.class_name, (50, 7.5))
+    declared = read_call_defaults(source.location) if source.is_folder else None
+    return declared or FALLBACK_DEFAULTS.get(source.class_name, (50, 7.5))
+
+
+def check_device(device: str | None) -> str:
+    """The device to run on (default: cuda if available, else cpu); ValueError saying what to do when
+    the device named is not there (before any model loads)."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"unknown device {device!r}: use cpu, cuda, cuda:1 or mps") from None
+    if parsed.type == "cuda":
+        if torch.version.cuda is None and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: this PyTorch ({torch.__version__}) is a CPU-only build. Install a "
+                             "CUDA build of torch (see https://pytorch.org/get-started/locally/) or use --device cpu")
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: PyTorch sees no CUDA GPU on this machine (driver missing, or "
+                             "CUDA_VISIBLE_DEVICES hides it); use --device cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device}: Apple's MPS is not available here; use --device cpu")
+    return device
+
+
+def dtype_warning(dtype: str, device: str | torch.device | None) -> str | None:
+    """One sentence on what fp16 on a CPU does (it runs, far slower than fp32), else None."""
+    if parse_dtype(dtype) != torch.float16 or torch.device(device or "cpu").type != "cpu":
+        return None
+    return ("fp16 on a CPU runs, but PyTorch has no fast half-precision CPU kernels: it is many times slower "
+            "than fp32 (the digits model: about 16 s instead of 1 s per batch) and rounds more; use fp32 or bf16 "
+            "on a CPU, fp16 on a GPU")
+
+
+def known_words(tokenizer) -> list[str] | None:
+    """The words a closed-vocabulary tokenizer spells as one token each; None for an open vocabulary."""
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    if not vocab or len(vocab) > CLOSED_VOCABULARY_MAX:
+        return None
+    words = [token[: -len("</w>")] for token in vocab if token.endswith("</w>") and not token.startswith("<|")]
+    return sorted(set(words), key=lambda w: (len(w) == 1 and w.isalpha(), w))
+
+
+def prompt_warnings(tokenizer, prompts: Sequence[str], model: str) -> list[str]:
+    """What the model will not read in these prompts: words outside a closed vocabulary, and prompts
+    longer than the tokenizer keeps (their ends, where the concept usually is, are cut)."""
+    from ..method import strip_concept_marks
+
+    warnings = []
+    words = known_words(tokenizer)
+    limit = getattr(tokenizer, "model_max_length", None)
+    for prompt in prompts:
+        plain = strip_concept_marks(prompt)
+        unknown = []
+        if words is not None:
+            unknown = [w for w in re.findall(r"[^\W_]+", plain.lower()) if w not in words]
+            if unknown:
+                warnings.append(f"the model '{model}' does not know {', '.join(map(repr, unknown))} (prompt "
+                                f"{plain!r}): that view will show no readable word. It knows: {', '.join(words)}")
+        if limit and limit < 10_000 and not unknown:  # unknown words are spelt letter by letter: said above
+            length = len(tokenizer(plain, verbose=False).input_ids)
+            if length > limit:
+                warnings.append(f"prompt {plain!r} is {length} tokens, the model '{model}' reads {limit} (with "
+                                "start and end): its end is cut off; shorten it")
+    return warnings
 
 
 def package_versions() -> dict[str, str]:
@@ -73,17 +147,18 @@ class LoadedModel:
         """
         source = locate(model, revision)
         torch_dtype = parse_dtype(dtype)
-        pipe = load_pipeline(source, torch_dtype)
-        stage_two = stage_two_source = None
-        if type(pipe).__name__ == "IFAnagramPipeline" and (upscaler or "") != "none":
-            stage_two_source = locate(upscaler or DEFAULT_UPSCALER)
-            stage_two = load_upscaler(stage_two_source, pipe, torch_dtype)
-        for loaded in filter(None, (pipe, stage_two)):
-            loaded.set_progress_bar_config(disable=True)
-            if cpu_offload:
-                loaded.enable_model_cpu_offload(**({"device": device} if device is not None else {}))
-            elif device is not None:
-                loaded.to(device)
+        with _quiet_diffusers_device_warnings():  # fp16 on CPU: `dtype_warning` says it once, plainly
+            pipe = load_pipeline(source, torch_dtype)
+            stage_two = stage_two_source = None
+            if type(pipe).__name__ == "IFAnagramPipeline" and (upscaler or "") != "none":
+                stage_two_source = locate(upscaler or DEFAULT_UPSCALER)
+                stage_two = load_upscaler(stage_two_source, pipe, torch_dtype)
+            for loaded in filter(None, (pipe, stage_two)):
+                loaded.set_progress_bar_config(disable=True)
+                if cpu_offload:
+                    loaded.enable_model_cpu_offload(**({"device": device} if device is not None else {}))
+                elif device is not None:
+                    loaded.to(device)
         return cls(pipe, source, stage_two, stage_two_source)
 
     @classmethod
@@ -91,6 +166,41 @@ class LoadedModel:
         """The model a request names, loaded with the request's revision, dtype and upscaler."""
         return cls.load(request.model, revision=request.revision, dtype=request.dtype, upscaler=request.upscaler,
                         **options)
+
+    # -- checking -------------------------------------------------------------------------------------
+
+    def trained_size(self) -> int:
+        """The side the model was trained at (its default sample size, in pixels)."""
+        return int(min(self.pipe.default_size()))
+
+    def warnings(self, request: Request) -> list[str]:
+        """What is likely to go wrong with `request` on this model, said before sampling: words the
+        model cannot read, a size it was not trained at, colour views on a one-channel model."""
+        found = []
+        tokenizer = getattr(self.pipe, "tokenizer", None)
+        if tokenizer is not None:
+            found += prompt_warnings(tokenizer, self.pipe_prompts(request), self.source.name)
+        trained = self.trained_size()
+        if request.size is not None and self.upscaler is not None:
+            found.append(f"--size is not used with an upscaler: stage I makes {trained} px images and stage II "
+                         "upscales them")
+        elif request.size is not None and request.size != trained:
+            found.append(f"the model '{self.source.name}' was trained at {trained} px; at {request.size} px it "
+                         "usually draws scribbles or repeats (leave --size out for its own size)")
+        channels = self.pipe.unet.config.in_channels
+        if self.pipe.sample_space == PIXEL and channels == 1:
+            colour = [v.name for v in request.views if v.name in COLOUR_VIEWS]
+            if colour:
+                found.append(f"view(s) {', '.join(colour)} on the one-channel (grey) model '{self.source.name}': "
+                             "a grey image has no colour, so 'color' shows a flat grey and 'grayscale' the whole "
+                             "image; use colour views with an RGB model")
+        return found
+
+    def pipe_prompts(self, request: Request) -> list[str]:
+        """The prompts as the text encoder reads them (style prefix included)."""
+        from ..pipelines.inputs import resolve_prompts
+
+        return resolve_prompts(list(request.prompts), request.views, request.style)
 
     # -- running --------------------------------------------------------------------------------------
 
@@ -148,7 +258,21 @@ class LoadedModel:
     def save_sample(self, out_dir: str | Path, request: Request, sample: Sample, stem: str | None = None) -> dict:
         """Write `sample` into `out_dir` in the sample-folder format (the JSON record last); its files."""
         record = self.record(request, sample)
-        return write_sample(out_dir, stem or sample_stem(request, sample.seed), sample.image, sample.views, record)
+        return write_sample(out_dir, stem or sample_name(request, sample.seed), sample.image, sample.views, record)
 
 
-__all__ = ["FALLBACK_DEFAULTS", "LoadedModel", "Sample", "model_defaults", "package_versions"]
+@contextmanager
+def _quiet_diffusers_device_warnings():
+    """diffusers warns (twice) that an fp16 pipeline "cannot run" on a CPU, then runs it; the faces say
+    what really happens once (`dtype_warning`). Other diffusers errors still show."""
+    logger = logging.getLogger("diffusers.pipelines.pipeline_utils")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+__all__ = ["FALLBACK_DEFAULTS", "LoadedModel", "Sample", "check_device", "dtype_warning", "known_words",
+           "model_defaults", "package_versions", "prompt_warnings"]

@@ -7,16 +7,29 @@ so nothing further in parses them again. `request_from_record` reads one back fr
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..method import MultiTask, resolve_method
 from ..outputs.records import SampleRecord
-from ..pipelines.inputs import parse_views, resolve_prompts
+from ..pipelines.inputs import parse_views, resolve_prompts, resolve_reduction
+from ..pipelines.loading import builtin_models
 from ..views import View
 
 MAX_STEM_SUBJECT = 60
+MIN_SIZE, SIZE_MULTIPLE = 8, 8
+
+
+def check_size(size: int | None) -> None:
+    """The one size rule of every request (`anagram generate`, job files, the web app): a whole
+    number of pixels, at least 8 and a multiple of 8 (a latent model's VAE divides the side by 8)."""
+    if size is None:
+        return
+    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIZE or size % SIZE_MULTIPLE:
+        raise ValueError(f"size must be a multiple of {SIZE_MULTIPLE} of at least {MIN_SIZE} pixels, got {size!r}")
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,8 @@ class Request:
         prompts = tuple(prompts)
         parsed = tuple(parse_views(list(views) if views else None, len(prompts)))
         resolve_prompts(list(prompts), parsed, settings.get("style"))
+        resolve_reduction(parsed, None)  # factorized and spatial views do not mix
+        check_size(settings.get("size"))
         return cls(prompts=prompts, views=parsed, method=resolve_method(method), **settings)
 
     def view_configs(self) -> list[dict]:
@@ -66,6 +81,23 @@ class Request:
             return "baseline"
         return "mtl" if self.method == MultiTask() else self.method.to_dict()
 
+    def key(self) -> str:
+        """A short stable hash of everything that changes the images (the seeds aside): prompts as
+        typed (case included), views with their parameters, method, style, negative prompt, model,
+        revision, steps, guidance, size, dtype, upscaler. Two requests share a key only when they
+        make the same images."""
+        payload = {
+            "prompts": list(self.prompts), "views": self.view_configs(), "style": self.style,
+            "negative_prompt": self.negative_prompt, "model": self.model, "revision": self.revision,
+            "steps": self.steps, "guidance_scale": self.guidance_scale, "size": self.size,
+            "dtype": self.dtype, "method": self.method_record(), "upscaler": self.upscaler,
+            "upscaler_steps": self.upscaler_steps,
+        }
+        if self.share_unconditional:  # only when on, so the keys of earlier batch folders stay valid
+            payload["share_unconditional"] = True
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
 
 def sample_stem(request: Request, seed: int) -> str:
     """The readable part of a sample's file names: its subjects, views and seed."""
@@ -75,12 +107,21 @@ def sample_stem(request: Request, seed: int) -> str:
     return f"{slug}__{names}__seed{seed}"
 
 
+def sample_name(request: Request, seed: int) -> str:
+    """A sample's file stem: the readable part and the request's key, e.g.
+    ``a-digit-six-a-digit-nine__identity-rotate_180__seed0__1f0c9a2b7e``. Samples that differ in any
+    parameter get different names, so one never replaces another (`anagram batch` names its units so)."""
+    return f"{sample_stem(request, seed)}__{request.key()}"
+
+
 def request_from_record(record: SampleRecord) -> tuple[Request, int]:
     """The request and seed that a sample record describes."""
     model = record.model
+    # a built-in model by its name: the folder it was read from moves with every install of the package
+    location = model["model"] if model.get("model") in builtin_models() else model["location"]
     request = Request.build(
         record.prompts, record.views, method=record.method, style=record.style,
-        negative_prompt=record.negative_prompt, model=model["location"], revision=model.get("revision"),
+        negative_prompt=record.negative_prompt, model=location, revision=model.get("revision"),
         steps=record.num_inference_steps, guidance_scale=record.guidance_scale, size=record.size,
         dtype=record.dtype, share_unconditional=record.share_unconditional,
         upscaler=record.upscaler["location"] if record.upscaler else "none", upscaler_steps=record.upscaler_steps,
@@ -88,4 +129,4 @@ def request_from_record(record: SampleRecord) -> tuple[Request, int]:
     return request, int(record.seed)
 
 
-__all__ = ["Request", "request_from_record", "sample_stem"]
+__all__ = ["Request", "check_size", "request_from_record", "sample_name", "sample_stem"]
