@@ -5,6 +5,8 @@
     anagram evaluate runs/a --sheet
     anagram animate runs/a
     anagram views
+    anagram print outputs/ --out sheet.pdf
+    anagram app
 
 Importing it is cheap: every verb imports torch, diffusers and the engines only when it runs, so
 ``anagram --help``, ``anagram --version`` and ``anagram views`` answer at once.
@@ -16,10 +18,12 @@ from typing import Optional
 
 import typer
 
+from .app import app_command
 from .batch import batch_command
 from .evaluate import evaluate
 from .generate import generate
 from .outputs import animate, sheet
+from .print_sheet import print_command
 from .views import list_views
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Visual anagrams with diffusion models.")
@@ -45,6 +49,8 @@ app.command("batch")(batch_command)
 app.command()(animate)
 app.command()(sheet)
 app.command()(evaluate)
+app.command("print")(print_command)
+app.command("app")(app_command)
 
 
 def main() -> None:  # pragma: no cover - console-script entry
