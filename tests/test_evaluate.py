@@ -66,3 +66,17 @@ def test_evaluate_command_and_errors(tmp_path, digits_by_class):
     with pytest.raises(ValueError, match="names no digit"):
         digit_of_prompt("a digit banana")
     assert digit_of_prompt("a digit [8] drawn badly") == 8
+
+
+def test_a_sample_the_judge_cannot_score_is_listed_not_fatal(tmp_path, digits_by_class):
+    write_sample(tmp_path, "fine", digits_by_class[3], ["a digit three"], ["identity"])
+    write_sample(tmp_path, "cat", digits_by_class[3], ["a cat"], ["identity"], seed=1)
+    result = evaluate_folder(tmp_path)
+    assert result["samples"] == 1 and [s["stem"] for s in result["skipped"]] == ["cat"]
+    assert "names no digit" in result["skipped"][0]["reason"]
+    assert [row["stem"] for row in csv.DictReader(open(tmp_path / "metrics.csv"))] == ["fine"]
+    output = " ".join(CliRunner().invoke(app, ["evaluate", str(tmp_path)], env={"COLUMNS": "200"}).output.split())
+    assert "skipped 1 sample" in output and "cat: prompt 'a cat' names no digit" in output
+    (tmp_path / "fine.json").unlink()
+    with pytest.raises(ValueError, match="could score none"):
+        evaluate_folder(tmp_path)

@@ -105,3 +105,34 @@ def test_one_size_rule_for_generate_and_batch(tmp_path):
     jobs.write_text('prompts,size\na digit six|a digit nine,30\n')
     result = runner.invoke(app, ["batch", str(jobs), "--out", str(tmp_path / "b")], env={"COLUMNS": "200"})
     assert result.exit_code == 2 and "multiple of 8" in " ".join(result.output.split())
+
+
+def test_generate_shows_no_torch_dtype_future_warning(tmp_path):
+    import warnings
+
+    from anagram.runs.model import LoadedModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        LoadedModel.load("digits")
+
+
+def test_unreachable_hub_fails_fast_with_one_correct_message(monkeypatch):
+    import time
+
+    from huggingface_hub import constants
+
+    from anagram.pipelines.loading import ModelLoadError, locate
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    start = time.monotonic()
+    with pytest.raises(ModelLoadError) as error:
+        locate("someone/not-in-any-cache")
+    assert time.monotonic() - start < 5
+    assert "cannot be reached" in str(error.value) and "HF_HUB_OFFLINE" not in str(error.value)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE is set"):
+        locate("someone/not-in-any-cache")

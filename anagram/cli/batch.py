@@ -64,6 +64,10 @@ def metrics_line(metrics, out_dir: Path) -> str:
     parts = []
     for key, value in metrics.items():
         value = value.get("mean", value) if isinstance(value, dict) else value
+        if isinstance(value, list):  # the samples the judge skipped: how many
+            if value:
+                parts.append(f"{key} {len(value)}")
+            continue
         parts.append(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}")
     return f"metrics: {', '.join(parts)} (means; `anagram evaluate {out_dir}` for the full table)"
 

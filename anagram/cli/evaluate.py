@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .terminal import console, fail
@@ -32,6 +33,12 @@ def evaluate(
         table.add_row(key, f"{values['mean']:.3f}", f"{values['q90']:.3f}", f"{values['q95']:.3f}")
     table.add_row("success rate", f"{result['success_rate']:.3f}", "", "")
     Console().print(table)
+    skipped = result.get("skipped") or []
+    if skipped:
+        console.print(f"[bold yellow]skipped {len(skipped)} sample(s)[/] the judge cannot score (not in the numbers):",
+                      soft_wrap=True)
+        for entry in skipped:
+            console.print(f"  {escape(entry['stem'])}: {escape(entry['reason'])}", soft_wrap=True, highlight=False)
     console.print(f"wrote {directory / METRICS_FILE}")
     if sheet:
         from ..outputs.contact_sheet import write_contact_sheet

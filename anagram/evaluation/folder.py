@@ -2,7 +2,9 @@
 
 Each sample is read back through `anagram.outputs.records`, rendered under each of its views and
 judged (`anagram.evaluation.judges`). Per-sample values go to ``DIR/metrics.csv``; the summary (mean,
-0.9 and 0.95 quantiles, success rate) is returned, for the command to print.
+0.9 and 0.95 quantiles, success rate) is returned, for the command to print. A sample the judge
+cannot score (a prompt naming no digit, for the digit judge) is left out and listed in the
+summary's ``skipped``; only a folder of which nothing can be scored is an error.
 """
 
 from __future__ import annotations
@@ -31,12 +33,16 @@ def evaluate_folder(out_dir: str | Path, judge: str = "auto") -> dict[str, Any]:
     except RecordError:
         raise FileNotFoundError(f"{out_dir} holds no samples (no JSON sidecars written by `anagram generate`)") from None
     judge_fn = make_judge(judge, {sample.record.model_name for sample in samples})
-    rows = []
+    rows, skipped = [], []
     with torch.no_grad():
         for sample in samples:
             record, image = sample.record, sample.image_tensor()
             views = torch.stack([view.view_image(image) for view in sample.views()])
-            judged = judge_fn(views, record.full_prompts)
+            try:
+                judged = judge_fn(views, record.full_prompts)
+            except ValueError as error:  # e.g. a prompt that names no digit: the judge cannot score it
+                skipped.append({"stem": sample.stem, "reason": str(error)})
+                continue
             c = concealment(judged["logits"])
             row = {"stem": sample.stem, "seed": record.seed, "model": record.model_name,
                    "method": json.dumps(record.method) if isinstance(record.method, dict) else record.method,
@@ -46,13 +52,20 @@ def evaluate_folder(out_dir: str | Path, judge: str = "auto") -> dict[str, Any]:
                    "success": bool(success(judged["predicted"], judged["targets"]))}
             row.update({f"score_view{i}": judged["scores"][i, i].item() for i in range(len(views))})
             rows.append(row)
+    if not rows:
+        reasons = "; ".join(f"{s['stem']}: {s['reason']}" for s in skipped[:3])
+        raise ValueError(f"the judge {judge_fn.name} could score none of the {len(samples)} samples in {out_dir} "
+                         f"({reasons})")
     write_rows(out_dir / METRICS_FILE, rows)
-    return summary(rows, judge_fn.name)
+    return summary(rows, judge_fn.name, skipped)
 
 
-def summary(rows: list[dict], judge_name: str) -> dict[str, Any]:
+def summary(rows: list[dict], judge_name: str, skipped: list[dict] | None = None) -> dict[str, Any]:
+    """Means and quantiles of `rows`; ``skipped`` lists the samples the judge could not score
+    (``{"stem", "reason"}``), which the numbers leave out."""
     result: dict[str, Any] = {"judge": judge_name, "samples": len(rows),
-                              "success_rate": sum(r["success"] for r in rows) / len(rows)}
+                              "success_rate": sum(r["success"] for r in rows) / len(rows),
+                              "skipped": list(skipped or [])}
     for key in ("alignment", "concealment", "concealment_row", "concealment_column"):
         result[key] = summarize(torch.tensor([r[key] for r in rows]))
     return result

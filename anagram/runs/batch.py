@@ -219,6 +219,7 @@ def _generate_share(jobs, out_dir: Path, mine: list[Unit], batch_size: int, devi
                                 label=f"units (process {rank} of {world})" if world > 1 else "units"))
         loaded_key, loaded = None, None
         failed_jobs: set[str] = set()
+        warned_jobs: set[str] = set()
         for batch in unit_batches(mine, batch_size):
             job = batch[0].job
             if job.key in failed_jobs:
@@ -231,6 +232,10 @@ def _generate_share(jobs, out_dir: Path, mine: list[Unit], batch_size: int, devi
                     loaded = LoadedModel.for_request(job.request, device=device, cpu_offload=cpu_offload)
                     progress(BatchEvent("loaded", job.request.model))
                     loaded_key = job.model_key
+                if job.key not in warned_jobs:  # words the model cannot read, a size it was not trained at...
+                    warned_jobs.add(job.key)
+                    for warning in loaded.warnings(job.request):
+                        progress(BatchEvent("note", f"{jobs}:{job.line}: warning: {warning}"))
                 for unit, sample in zip(batch, generate_units(loaded, job, batch)):
                     try:
                         save_unit(out_dir, loaded, job, sample, unit)

@@ -1,0 +1,63 @@
+"""Said before sampling: words the built-in model cannot read, sizes it was not trained at, colour
+views on a grey model; and the built-in names and declared defaults from Python."""
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from anagram import AnagramPipeline
+from anagram.cli import app
+from anagram.runs.model import LoadedModel, known_words
+from anagram.runs.request import Request
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return LoadedModel.load("digits")
+
+
+def test_words_outside_the_vocabulary_are_named_with_what_the_model_knows(digits):
+    warnings = digits.warnings(Request.build(["a cat", "a digit eleven"]))
+    assert len(warnings) == 2
+    assert "'cat'" in warnings[0] and "'eleven'" in warnings[1]
+    assert "It knows:" in warnings[0] and "seven" in warnings[0]
+    assert digits.warnings(Request.build(["a digit six", "the number 9"])) == []
+    assert known_words(digits.pipe.tokenizer) is not None
+
+
+def test_long_prompts_size_and_colour_views(digits):
+    [long] = digits.warnings(Request.build(["a handwritten drawing of the digit seven"]))
+    assert "cut off" in long
+    [size] = digits.warnings(Request.build(["a digit six"], size=48))
+    assert "trained at 32 px" in size
+    [colour] = digits.warnings(Request.build(["a digit six", "a digit nine"], ["grayscale", "color"]))
+    assert "grayscale, color" in colour and "flat grey" in colour
+
+
+def test_generate_prints_the_warning_before_sampling(tmp_path):
+    result = CliRunner().invoke(app, ["generate", "a cat", "a digit nine", "--steps", "1", "--out", str(tmp_path)],
+                                env={"COLUMNS": "300"})
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0 and "warning: the model 'digits' does not know 'cat'" in text
+    assert text.index("warning:") < text.index("wrote")
+
+
+def test_batch_notes_the_warning_once_per_job(tmp_path):
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("prompts,seeds,steps\na cat|a digit nine,0-1,1\n")
+    result = CliRunner().invoke(app, ["batch", str(jobs), "--out", str(tmp_path / "b"), "--no-evaluate"],
+                                env={"COLUMNS": "300"})
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0, text
+    assert text.count("does not know 'cat'") == 1 and "jobs.csv:2: warning:" in text
+
+
+def test_from_pretrained_takes_builtin_names_and_the_declared_defaults():
+    pipe = AnagramPipeline.from_pretrained("digits")
+    assert pipe.call_defaults() == (30, 3.0)  # anagram_defaults.json, as the command line uses
+    steps = []
+    out = pipe(["a digit six", "a digit nine"], generator=torch.Generator().manual_seed(0),
+               callback_on_step_end=lambda p, i, t, k: steps.append(i) or {})
+    assert len(steps) == 30 and out.images[0].size == (32, 32)
+    cli = LoadedModel.load("digits").generate(Request.build(["a digit six", "a digit nine"]), [0])[0]
+    assert out.images[0].tobytes() == cli.image.tobytes()  # Python and CLI defaults agree
