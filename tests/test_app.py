@@ -73,9 +73,11 @@ def shot(page, name):
     if os.environ.get("ANAGRAM_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
-        page.screenshot(path=str(path), full_page=False)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(path), full_page=True)
         image = Image.open(path).convert("RGB")
-        image.thumbnail((1000, 1000))
+        image = image.crop((0, 0, image.width, min(image.height, 1500)))
+        image.thumbnail((900, 1100))
         image.quantize(colors=96).save(path, optimize=True)
 
 

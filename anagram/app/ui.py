@@ -19,6 +19,8 @@ from typing import Any, Callable, Sequence
 
 import gradio as gr
 
+from ..method import MultiTask
+from ..method.rectification import ESTIMATORS
 from ..outputs.print_sheet import DEFAULT_DPI, PAPER_SIZES
 from ..outputs.records import StoredSample, read_sample
 from ..views import ViewError, available
@@ -106,7 +108,8 @@ def prompt_boxes_for(views: Sequence[str] | None):
 def method_switches(method: str):
     """The component switches of a method, as `anagram generate --method` sets them."""
     full = method == "mtl"
-    return gr.update(value=full), gr.update(value="product" if full else "none"), gr.update(value=full)
+    rectify = MultiTask().rectify if full else None
+    return gr.update(value=full), gr.update(value=rectify or "none"), gr.update(value=full)
 
 
 def sample_detail(sample: StoredSample):
@@ -149,7 +152,7 @@ def build_generate_tab(config: AppConfig) -> None:
                     balance = gr.Checkbox(False, label="Balancing", elem_id="balance")
                     scorer = gr.Dropdown(["attention", "digits"], value="attention", allow_custom_value=True,
                                          label="Balancing scorer")
-                    rectify = gr.Dropdown(["none", "product", "correlation"], value="none", label="Rectification")
+                    rectify = gr.Dropdown(["none", *ESTIMATORS], value="none", label="Rectification")
                 with gr.Row():
                     anti_seg = gr.Checkbox(False, label="Anti-segregation", elem_id="anti-seg")
                     step_size = gr.Number(5.0, label="step size")
