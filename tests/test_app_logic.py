@@ -66,3 +66,24 @@ def test_paths_from_a_page_must_lie_in_a_served_folder(tmp_path):
     for outside in (tmp_path, tmp_path / "out" / ".." / "elsewhere", Path("/etc/passwd")):
         with pytest.raises(OutsideFolderError):
             inside(outside, [tmp_path / "out"])
+
+
+def test_browse_sorts_by_a_score_and_pages(tmp_path):
+    from anagram.app.browse import listing, sample_folders
+    from test_print_sheet import make_sample
+
+    run = tmp_path / "out" / "run"
+    run.mkdir(parents=True)
+    for k in range(10):
+        make_sample(run, f"s{k}", ["identity", "rotate_180"], [f"a{k}", f"b{k}"])
+    (run / "metrics.csv").write_text("stem,alignment\n" + "".join(f"s{k},{(k * 7) % 10 / 10}\n" for k in range(9)))
+    assert sample_folders([tmp_path / "out"]) == [run.resolve()]
+    found = listing(run, [tmp_path / "out"], sort_by="alignment")
+    values = [found.scores.get(s.stem, {}).get("alignment") for s in found.samples]
+    assert values[:9] == sorted(values[:9], reverse=True) and values[9] is None  # unscored last
+    assert found.pages(8) == 2 and [rank for rank, _ in found.page(2, 8)] == [9, 10]
+    assert "alignment 0.9" in found.caption(1, found.samples[0])
+    with pytest.raises(ValueError, match="no such score"):
+        listing(run, [tmp_path / "out"], sort_by="beauty")
+    with pytest.raises(OutsideFolderError):
+        listing(tmp_path, [tmp_path / "out"])
