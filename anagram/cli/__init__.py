@@ -24,6 +24,7 @@ from .evaluate import evaluate
 from .generate import generate
 from .outputs import animate, sheet
 from .print_sheet import print_command
+from .translate import translate_app
 from .views import list_views
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Visual anagrams with diffusion models.")
@@ -51,6 +52,7 @@ app.command()(sheet)
 app.command()(evaluate)
 app.command("print")(print_command)
 app.command("app")(app_command)
+app.add_typer(translate_app, name="translate")
 
 
 def main() -> None:  # pragma: no cover - console-script entry
