@@ -177,3 +177,37 @@ def test_contact_sheet_with_scores_and_pages(run_dir, tmp_path):
     assert result.exit_code == 2 and "alignment" in result.output
     record = json.loads(samples[0].record_path.read_text())
     assert record["files"]["image"] == samples[0].image_path.name
+
+
+def test_gif_of_a_32px_sample_is_light_and_shows_the_rendered_frames(tmp_path):
+    """A digits sample's GIF was 3.1 MB (384 px, 20 fps, a palette per frame, dithered); now a preview
+    at 192 px, 10 fps, one palette of 32 greys: under 450 kB (measured 326 kB), each frame the rendered one."""
+    from anagram.outputs.animation import gif_settings
+
+    pipe = AnagramPipeline.from_pretrained("digits")
+    prompts, views = ["a digit six", "a digit nine"], ["identity", "rotate_180"]
+    image = pipe(prompts, views=views, num_inference_steps=15, generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.size == (32, 32)
+    gif_path, mp4_path = write_animation(image, tmp_path / "six_nine", views=views, captions=prompts)
+    assert gif_path.stat().st_size < 450_000, gif_path.stat().st_size
+    assert oct(gif_path.stat().st_mode & 0o777) == oct(mp4_path.stat().st_mode & 0o777)  # both as umask says
+
+    size, fps = gif_settings()
+    assert (size, fps) == (192, 10)
+    rendered = animation_frames(image, views, prompts, size=size, fps=fps)
+    distinct = [f for i, f in enumerate(rendered) if i == 0 or f is not rendered[i - 1]]
+    gif = Image.open(gif_path)
+    assert gif.n_frames == len(distinct) == 2 * (1 + 15) and gif.size == distinct[0].size == (192, 238)
+    worst = []
+    for i, frame in enumerate(distinct):
+        gif.seek(i)
+        shown = np.asarray(gif.convert("RGB")).astype(int)
+        expected = np.asarray(frame.convert("RGB")).astype(int)
+        error = np.abs(shown - expected)
+        worst.append((error.mean(), error.max()))
+    # one palette of 32 greys, no dithering: every pixel within a palette step of the rendered one
+    assert max(m for m, _ in worst) < 2.5 and max(x for _, x in worst) <= 12, worst  # measured 1.9, 9
+    # the MP4 keeps the full size and rate
+    reader = imageio.get_reader(mp4_path, format="FFMPEG")
+    assert reader.get_meta_data()["fps"] == 20 and next(iter(reader)).shape[:2] == (430, 384)
+    reader.close()

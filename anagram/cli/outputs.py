@@ -18,20 +18,26 @@ def animate(
     hold: float = typer.Option(1.0, min=0, help="Seconds on each view (at least one frame)."),
     transition: float = typer.Option(1.5, min=0, help="Seconds from one view to the next (eased in and out)."),
     size: int = typer.Option(384, min=2, help="Long side of the image in pixels (small images enlarged crisply)."),
+    gif_size: Optional[int] = typer.Option(None, "--gif-size", min=2,
+                                           help="Long side of the GIF's image (default: the smaller of --size and 192)."),
+    gif_fps: Optional[float] = typer.Option(None, "--gif-fps", min=1,
+                                            help="GIF frames per second (default: the smaller of --fps and 10)."),
     font_size: int = typer.Option(20, min=1, help="Caption font size."),
     font: Optional[Path] = typer.Option(None, help="TrueType font file for the captions."),
     captions: bool = typer.Option(True, "--captions/--no-captions", help="Show each view's prompt."),
     boomerang: bool = typer.Option(True, "--boomerang/--no-boomerang",
                                    help="Travel back to the first view, so the loop is seamless."),
 ):
-    """Animate anagrams: GIF/MP4 of the image turning from view to view, each held with its prompt."""
+    """Animate anagrams: GIF/MP4 of the image turning from view to view, each held with its prompt.
+
+    The MP4 is the full animation; the GIF a light preview (smaller, fewer frames, one palette)."""
     from ..outputs.animation import write_animation
     from ..outputs.records import MissingRecordError
     from ..views import ViewError
 
     try:
         write_animation(path, out, formats, show_captions=captions, fps=fps, hold_seconds=hold,
-                        transition_seconds=transition, size=size, font_size=font_size,
+                        transition_seconds=transition, size=size, gif_size=gif_size, gif_fps=gif_fps, font_size=font_size,
                         font_path=str(font) if font else None, boomerang=boomerang,
                         on_written=lambda written: console.print(f"wrote {written}"))
     except (MissingRecordError, ViewError, ValueError, OSError) as error:

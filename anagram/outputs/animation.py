@@ -43,6 +43,17 @@ object; the GIF writer merges them into a single GIF frame with the hold's durat
 multiples of 10 ms; they are rounded so that the cumulative time stays exact. The MP4 (H.264,
 yuv420p, through imageio's ffmpeg plugin and the ffmpeg binary that imageio-ffmpeg ships) has one
 video frame per list entry.
+
+The GIF is the light preview, the MP4 the full one. GIF's LZW coding cannot use what H.264 uses
+(motion, the repeated rows of an enlarged pixel), so a GIF costs about 2-4 bits per pixel per frame
+however blocky the picture: at the MP4's 384 px and 20 fps one 32-px sample made a 3.1 MB GIF. So
+the GIF's frames are drawn at ``gif_size`` (default ``min(size, 192)``) and ``gif_fps`` (default
+``min(fps, 10)``), the same timeline in seconds, and coded with one palette for the whole animation
+when the frames are grey (`gif_palette`: 32 greys found by median cut over all frames), mapped
+without dithering (dither noise defeats LZW and makes the still areas shimmer); colour frames keep
+Pillow's dithered palette per frame. Frames that repeat are merged and each frame after the first
+stores only the box where it differs from the previous one (Pillow's delta frames). A 32-px digits
+sample with two views: about 0.33 MB (tests/test_animate.py holds it under 450 kB).
 """
 
 from __future__ import annotations
@@ -68,6 +79,9 @@ DEFAULT_HOLD = 1.0
 DEFAULT_TRANSITION = 1.5
 DEFAULT_SIZE = 384
 DEFAULT_FONT_SIZE = 20
+DEFAULT_GIF_SIZE = 192  # the GIF's long side at most (see the module docstring)
+DEFAULT_GIF_FPS = 10  # the GIF's frame rate at most
+GREY_GIF_COLORS = 32  # palette entries for an animation whose frames are all grey
 
 
 class AnimationError(ValueError):
@@ -298,28 +312,67 @@ def animation_frames(
 # -- files ---------------------------------------------------------------------------------------------------
 
 
-def gif_bytes(frames: Sequence[Image.Image], fps: float) -> bytes:
-    """A looping GIF: runs of the same image object become one frame with the run's duration."""
+def _runs(frames: Sequence[Image.Image]) -> list[list[Any]]:
+    """Runs of the same image object: ``[[frame, count], ...]``."""
     runs: list[list[Any]] = []
     for frame in frames:
         if runs and runs[-1][0] is frame:
             runs[-1][1] += 1
         else:
             runs.append([frame, 1])
+    return runs
+
+
+def is_grey(frames: Sequence[Image.Image]) -> bool:
+    """Whether every frame is grey (red = green = blue everywhere), as a 1-channel model's are."""
+    for frame in frames:
+        red, green, blue = frame.convert("RGB").split()
+        if red.tobytes() != green.tobytes() or red.tobytes() != blue.tobytes():
+            return False
+    return True
+
+
+def gif_palette(frames: Sequence[Image.Image], colors: int = GREY_GIF_COLORS) -> Image.Image:
+    """One palette for the whole animation: median cut over all the (distinct) frames at once, so
+    that a colour keeps its index from frame to frame (no palette flicker; Pillow's delta frames
+    find the still areas)."""
+    if not 2 <= colors <= 256:
+        raise AnimationError(f"a GIF palette holds 2 to 256 colours, got {colors}")
+    distinct = [frame for frame, _ in _runs(frames)]
+    width, height = distinct[0].size
+    mosaic = Image.new("RGB", (width, height * len(distinct)))
+    for i, frame in enumerate(distinct):
+        mosaic.paste(frame.convert("RGB"), (0, i * height))
+    return mosaic.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+
+
+def gif_bytes(frames: Sequence[Image.Image], fps: float, colors: int | None = None) -> bytes:
+    """A looping GIF: runs of the same image object become one frame with the run's duration.
+
+    Grey frames (a 1-channel model's) share one palette of ``colors`` greys (default 32, found by
+    `gif_palette`), mapped without dithering; colour frames get Pillow's own palette per frame
+    (dithered: a photograph needs more than one palette's 256 colours over a whole animation), or
+    one shared palette of ``colors`` entries when ``colors`` is given.
+    """
+    runs = _runs(frames)
     durations, elapsed = [], 0
     for _, count in runs:
         start = round(elapsed * 100 / fps)
         elapsed += count
         durations.append(max(1, round(elapsed * 100 / fps) - start) * 10)  # GIF counts centiseconds
+    distinct = [frame for frame, _ in runs]
+    if colors is not None or is_grey(distinct):
+        palette = gif_palette(distinct, colors or GREY_GIF_COLORS)
+        distinct = [frame.convert("RGB").quantize(palette=palette, dither=Image.Dither.NONE) for frame in distinct]
     buffer = io.BytesIO()
-    first, *rest = [frame for frame, _ in runs]
+    first, *rest = distinct
     first.save(buffer, format="GIF", save_all=True, append_images=rest, duration=durations, loop=0,
                disposal=1, optimize=False)
     return buffer.getvalue()
 
 
-def write_gif(path: str | os.PathLike, frames: Sequence[Image.Image], fps: float) -> Path:
-    return atomic_write_bytes(path, gif_bytes(frames, fps))
+def write_gif(path: str | os.PathLike, frames: Sequence[Image.Image], fps: float, colors: int | None = None) -> Path:
+    return atomic_write_bytes(path, gif_bytes(frames, fps, colors))
 
 
 def write_mp4(path: str | os.PathLike, frames: Sequence[Image.Image], fps: float, quality: float = 8) -> Path:
@@ -338,7 +391,7 @@ def write_mp4(path: str | os.PathLike, frames: Sequence[Image.Image], fps: float
     return Path(path)
 
 
-WRITERS = {"gif": write_gif, "mp4": write_mp4}
+WRITERS = {"gif": write_gif, "mp4": write_mp4}  # the formats; `write_animation` calls each with its frames
 
 
 def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
@@ -360,6 +413,18 @@ def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
 # -- the whole thing ----------------------------------------------------------------------------------------------
 
 
+def gif_settings(size: int | None = DEFAULT_SIZE, fps: float = DEFAULT_FPS, gif_size: int | None = None,
+                 gif_fps: float | None = None) -> tuple[int | None, float]:
+    """The GIF's long side and frame rate: as given, else ``min(size, 192)`` and ``min(fps, 10)``."""
+    if gif_size is None:
+        gif_size = DEFAULT_GIF_SIZE if size is None else min(size, DEFAULT_GIF_SIZE)
+    if gif_fps is None:
+        gif_fps = min(fps, DEFAULT_GIF_FPS)
+    if gif_fps <= 0:
+        raise AnimationError(f"gif_fps must be positive, got {gif_fps}")
+    return gif_size, gif_fps
+
+
 def write_animation(
     path_or_image: str | os.PathLike | Image.Image | torch.Tensor | np.ndarray,
     out: str | os.PathLike | None = None,
@@ -369,6 +434,9 @@ def write_animation(
     captions: Sequence[str] | None = None,
     show_captions: bool = True,
     on_written: Callable[[Path], None] | None = None,
+    gif_size: int | None = None,
+    gif_fps: float | None = None,
+    gif_colors: int | None = None,
     **options: Any,
 ) -> list[Path]:
     """Write GIF/MP4 animations; returns the files written.
@@ -379,10 +447,14 @@ def write_animation(
     in-memory image with ``views`` (and optionally ``captions``): then ``out`` is required and is
     the file name without extension (or with a ``.gif``/``.mp4`` one, which is replaced).
     ``show_captions=False`` leaves the prompts off. ``options`` go to `animation_frames` (``fps``,
-    ``hold_seconds``, ``transition_seconds``, ``size``, ``font_size``, ``font_path``, ``boomerang``).
+    ``hold_seconds``, ``transition_seconds``, ``size``, ``font_size``, ``font_path``, ``boomerang``);
+    the GIF is drawn at ``gif_size``/``gif_fps`` (`gif_settings`) with ``gif_colors`` palette
+    entries (`gif_palette`), the MP4 at ``size``/``fps``.
     """
     formats = parse_formats(formats)
     fps = options.get("fps", DEFAULT_FPS)
+    gif_size, gif_fps = gif_settings(options.get("size", DEFAULT_SIZE), fps, gif_size, gif_fps)
+    gif_options = {**options, "size": gif_size, "fps": gif_fps}
     jobs: list[tuple[Any, list, Sequence[str] | None, Path]] = []
     if isinstance(path_or_image, (str, os.PathLike)):
         if views is not None:
@@ -405,10 +477,14 @@ def write_animation(
     written: list[Path] = []
     for source, job_views, job_captions, base in jobs:
         image = source.load_image() if isinstance(source, StoredSample) else source
-        frames = animation_frames(image, job_views, job_captions if show_captions else None, **options)
+        shown = job_captions if show_captions else None
         for fmt in formats:
             target = base.parent / f"{base.name}.{fmt}"
-            written.append(WRITERS[fmt](target, frames, fps))
+            if fmt == "gif":
+                write_gif(target, animation_frames(image, job_views, shown, **gif_options), gif_fps, gif_colors)
+            else:
+                write_mp4(target, animation_frames(image, job_views, shown, **options), fps)
+            written.append(target)
             if on_written is not None:
                 on_written(target)
     return written
@@ -416,6 +492,6 @@ def write_animation(
 
 __all__ = [
     "AnimationError", "MissingRecordError", "animation_frames", "ease_in_out", "find_samples",
-    "frame_count", "gif_bytes", "hold_frames", "parse_formats", "scaled_size", "to_pil", "tour", "transition_frame",
+    "frame_count", "gif_bytes", "gif_palette", "gif_settings", "hold_frames", "is_grey", "parse_formats", "scaled_size", "to_pil", "tour", "transition_frame",
     "transition_frames", "write_animation", "write_gif", "write_mp4",
 ]
