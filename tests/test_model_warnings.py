@@ -61,3 +61,55 @@ def test_from_pretrained_takes_builtin_names_and_the_declared_defaults():
     assert len(steps) == 30 and out.images[0].size == (32, 32)
     cli = LoadedModel.load("digits").generate(Request.build(["a digit six", "a digit nine"]), [0])[0]
     assert out.images[0].tobytes() == cli.image.tobytes()  # Python and CLI defaults agree
+
+
+def test_python_calls_warn_about_unknown_words_as_the_command_line_does():
+    """`pipe(...)` from Python says what `anagram generate` says (one function, `prompt_warnings`),
+    pointing at the caller's line; known words pass silently."""
+    import warnings
+
+    from anagram.pipelines.vocabulary import UnknownWordWarning
+
+    pipe = AnagramPipeline.from_pretrained("digits")
+    with pytest.warns(UnknownWordWarning) as caught:
+        pipe(["a cat", "a digit eleven"], num_inference_steps=1, generator=torch.Generator().manual_seed(0))
+    messages = [str(w.message) for w in caught if issubclass(w.category, UnknownWordWarning)]
+    assert len(messages) == 2
+    assert "the model 'digits' does not know 'cat'" in messages[0] and "'eleven'" in messages[1]
+    assert "It knows:" in messages[0] and "seven" in messages[0]
+    assert all(w.filename == __file__ for w in caught), [w.filename for w in caught]
+    cli = LoadedModel.load("digits").warnings(Request.build(["a cat", "a digit eleven"]))
+    assert messages == cli  # the same sentences
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownWordWarning)
+        pipe(["a digit six", "the number 9"], num_inference_steps=1)
+
+
+def test_the_glyph_model_vocabulary_is_checked_too():
+    """The glyphs model knows letters a-z, digits, digit words and style words, not other words."""
+    import warnings
+
+    from anagram.pipelines.vocabulary import UnknownWordWarning
+
+    pipe = AnagramPipeline.from_pretrained("glyphs")
+    words = known_words(pipe.tokenizer)
+    assert {"q", "z", "7", "seven", "bold", "letter"} <= set(words) and "cat" not in words
+    with pytest.warns(UnknownWordWarning, match="the model 'glyphs' does not know 'cat'.*It knows: .*bold"):
+        pipe(["a letter cat", "a letter q"], num_inference_steps=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownWordWarning)
+        pipe(["a bold letter q", "an italic digit seven"], num_inference_steps=1)
+
+
+def test_the_command_line_says_it_once_in_its_own_words(tmp_path):
+    import warnings
+
+    from anagram.pipelines.vocabulary import UnknownWordWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(app, ["generate", "a cat", "a digit nine", "--steps", "1", "--out",
+                                          str(tmp_path)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert result.output.count("does not know 'cat'") == 1
+    assert not [w for w in caught if issubclass(w.category, UnknownWordWarning)]  # not a second time

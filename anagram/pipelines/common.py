@@ -28,6 +28,7 @@ from ..sampler import LoopSpec, ModelCall, denoise
 from ..views.base import View, ViewError
 from .inputs import resolve_negative, resolve_prompts, resolve_reduction, resolve_views
 from .output import AnagramPipelineOutput
+from .vocabulary import warn_unreadable_prompts
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -159,6 +160,7 @@ class AnagramCallMixin:
             generator=generator, output_type=output_type, reduction=reduction, method=method,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )
+        warn_unreadable_prompts(self, checked.prompts)  # words a closed vocabulary lacks: said before any step
         call = self.new_call(stage_inputs)
         prompt_embeds, negative_embeds, embeddings = self._embeddings(
             checked, num_images_per_prompt, guidance_scale > 1.0, share_unconditional, call.device, encode_kwargs)

@@ -9,7 +9,7 @@ its record alone); `record` and `save_sample` turn a result into the sample-fold
 from __future__ import annotations
 
 import logging
-import re
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -22,6 +22,7 @@ from ..outputs.records import SampleRecord, write_sample
 from ..pipelines.loading import (
     DEFAULT_UPSCALER, ModelSource, load_pipeline, load_upscaler, locate, parse_dtype, read_call_defaults,
 )
+from ..pipelines.vocabulary import UnknownWordWarning, known_words, prompt_warnings
 from ..views import PIXEL
 from .request import Request, sample_name
 
@@ -39,9 +40,6 @@ class Sample:
     prompts: list[str]
 
 
-# A tokenizer this small was built for a closed set of words (the shipped testbed models); a full
-# CLIP or T5 vocabulary (tens of thousands of pieces) spells any word, so it is not checked.
-CLOSED_VOCABULARY_MAX = 1000
 COLOUR_VIEWS = ("grayscale", "color")
 
 
@@ -82,39 +80,6 @@ def dtype_warning(dtype: str, device: str | torch.device | None) -> str | None:
     return ("fp16 on a CPU runs, but PyTorch has no fast half-precision CPU kernels: it is many times slower "
             "than fp32 (the digits model: about 16 s instead of 1 s per batch) and rounds more; use fp32 or bf16 "
             "on a CPU, fp16 on a GPU")
-
-
-def known_words(tokenizer) -> list[str] | None:
-    """The words a closed-vocabulary tokenizer spells as one token each; None for an open vocabulary."""
-    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
-    if not vocab or len(vocab) > CLOSED_VOCABULARY_MAX:
-        return None
-    words = [token[: -len("</w>")] for token in vocab if token.endswith("</w>") and not token.startswith("<|")]
-    return sorted(set(words), key=lambda w: (len(w) == 1 and w.isalpha(), w))
-
-
-def prompt_warnings(tokenizer, prompts: Sequence[str], model: str) -> list[str]:
-    """What the model will not read in these prompts: words outside a closed vocabulary, and prompts
-    longer than the tokenizer keeps (their ends, where the concept usually is, are cut)."""
-    from ..method import strip_concept_marks
-
-    warnings = []
-    words = known_words(tokenizer)
-    limit = getattr(tokenizer, "model_max_length", None)
-    for prompt in prompts:
-        plain = strip_concept_marks(prompt)
-        unknown = []
-        if words is not None:
-            unknown = [w for w in re.findall(r"[^\W_]+", plain.lower()) if w not in words]
-            if unknown:
-                warnings.append(f"the model '{model}' does not know {', '.join(map(repr, unknown))} (prompt "
-                                f"{plain!r}): that view will show no readable word. It knows: {', '.join(words)}")
-        if limit and limit < 10_000 and not unknown:  # unknown words are spelt letter by letter: said above
-            length = len(tokenizer(plain, verbose=False).input_ids)
-            if length > limit:
-                warnings.append(f"prompt {plain!r} is {length} tokens, the model '{model}' reads {limit} (with "
-                                "start and end): its end is cut off; shorten it")
-    return warnings
 
 
 def package_versions() -> dict[str, str]:
@@ -228,10 +193,12 @@ class LoadedModel:
                       guidance_scale=guidance, callback_on_step_end=callback)
         size = dict(height=request.size, width=request.size) if request.size and not self.upscaler else {}
         generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-        result = self.pipe(list(request.prompts), num_inference_steps=steps, num_images_per_prompt=len(seeds),
-                           generator=generators, method=request.method,
-                           share_unconditional=request.share_unconditional,
-                           output_type="pt" if self.upscaler else "pil", **size, **common)
+        with warnings.catch_warnings():  # the callers said these already (`warnings`), in their own words
+            warnings.simplefilter("ignore", UnknownWordWarning)
+            result = self.pipe(list(request.prompts), num_inference_steps=steps, num_images_per_prompt=len(seeds),
+                               generator=generators, method=request.method,
+                               share_unconditional=request.share_unconditional,
+                               output_type="pt" if self.upscaler else "pil", **size, **common)
         if self.upscaler is not None:
             result = self.upscaler(list(request.prompts), image=result.images, generator=generators,
                                    num_inference_steps=request.upscaler_steps or steps,

@@ -1,0 +1,110 @@
+"""What a model cannot read in a prompt, said once and in one place for Python and the command line.
+
+The shipped testbed models (``digits``, ``glyphs``) have closed vocabularies: their tokenizers know a
+few dozen words (``digit``, ``six``, ``letter``, ``q``, ``bold`` ...). A word outside one ("a cat",
+"a digit eleven") is spelt letter by letter or mapped to the unknown token, and that view shows a
+blob with no readable word. `prompt_warnings` finds such words (and prompts longer than the
+tokenizer keeps) and says what the model knows; a full CLIP or T5 vocabulary spells any word, so it
+is not checked for words.
+
+Every anagram pipeline call warns with `warn_unreadable_prompts` (a Python `UnknownWordWarning`,
+before any step runs); `anagram generate`/`batch` print the same sentences (`anagram.runs.model`'s
+`LoadedModel.warnings`) and silence the pipeline's copy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+# A tokenizer this small was built for a closed set of words (the shipped testbed models); a full
+# CLIP or T5 vocabulary (tens of thousands of pieces) spells any word, so it is not checked.
+CLOSED_VOCABULARY_MAX = 1000
+
+
+class UnknownWordWarning(UserWarning):
+    """A prompt holds a word the model cannot read, or is longer than its tokenizer keeps."""
+
+
+def known_words(tokenizer) -> list[str] | None:
+    """The words a closed-vocabulary tokenizer spells as one token each; None for an open vocabulary.
+
+    Whole words first, then the single letters (the ``glyphs`` model's letters a-z)."""
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    if not vocab or len(vocab) > CLOSED_VOCABULARY_MAX:
+        return None
+    words = [token[: -len("</w>")] for token in vocab if token.endswith("</w>") and not token.startswith("<|")]
+    return sorted(set(words), key=lambda w: (len(w) == 1 and w.isalpha(), w))
+
+
+def prompt_warnings(tokenizer, prompts: Sequence[str], model: str) -> list[str]:
+    """What the model will not read in these prompts: words outside a closed vocabulary, and prompts
+    longer than the tokenizer keeps (their ends, where the concept usually is, are cut)."""
+    from ..method import strip_concept_marks
+    from ..method.concepts import TOKENIZER_LOCK
+
+    found = []
+    words = known_words(tokenizer)
+    limit = getattr(tokenizer, "model_max_length", None)
+    for prompt in prompts:
+        plain = strip_concept_marks(prompt)
+        unknown = []
+        if words is not None:
+            unknown = [w for w in re.findall(r"[^\W_]+", plain.lower()) if w not in words]
+            if unknown:
+                found.append(f"the model '{model}' does not know {', '.join(map(repr, unknown))} (prompt "
+                             f"{plain!r}): that view will show no readable word. It knows: {', '.join(words)}")
+        if limit and limit < 10_000 and not unknown:  # unknown words are spelt letter by letter: said above
+            with TOKENIZER_LOCK:
+                length = len(tokenizer(plain, verbose=False).input_ids)
+            if length > limit:
+                found.append(f"prompt {plain!r} is {length} tokens, the model '{model}' reads {limit} (with "
+                             "start and end): its end is cut off; shorten it")
+    return found
+
+
+def model_label(pipe) -> str:
+    """The name a pipeline was loaded by: a built-in name (``digits``) for a shipped folder, else the
+    folder or hub id it came from, else its class name."""
+    from .loading import builtin_models
+
+    location = getattr(pipe, "name_or_path", None)
+    if not location:
+        return type(pipe).__name__
+    for name, folder in builtin_models().items():
+        try:
+            if Path(str(location)).expanduser().resolve() == folder.resolve():
+                return name
+        except OSError:
+            pass
+    return str(location)
+
+
+def _caller_stacklevel() -> int:
+    """The stack level of the first frame outside anagram, torch and contextlib: the user's call."""
+    skipped = (str(Path(__file__).resolve().parents[1]) + os.sep, f"{os.sep}torch{os.sep}", f"{os.sep}contextlib.py")
+    frame, level = sys._getframe(1), 1
+    while frame is not None and any(part in frame.f_code.co_filename for part in skipped):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_unreadable_prompts(pipe, prompts: Sequence[str]) -> list[str]:
+    """`UnknownWordWarning` for each problem `prompt_warnings` finds with ``pipe``'s tokenizer; returns them."""
+    tokenizer = getattr(pipe, "tokenizer", None)
+    if tokenizer is None:
+        return []
+    found = prompt_warnings(tokenizer, prompts, model_label(pipe))
+    if found:
+        level = _caller_stacklevel()
+        for line in found:
+            warnings.warn(line, UnknownWordWarning, stacklevel=level)
+    return found
+
+
+__all__ = ["CLOSED_VOCABULARY_MAX", "UnknownWordWarning", "known_words", "model_label", "prompt_warnings",
+           "warn_unreadable_prompts"]
