@@ -132,6 +132,9 @@ def apply_command(
     out: Path = typer.Option(..., "--out", "-o", help="Where the translated images go."),
     batch_size: int = typer.Option(8),
     device: Optional[str] = typer.Option(None, help="cpu, cuda... (default: cpu)"),
+    keep_views: bool = typer.Option(False, "--keep-views", help="Keep each anagram: make the translation equivariant "
+                                    "to the sample's views where they form a finite group (flips, rotations); "
+                                    "views that cannot be kept (jigsaw, patch permutations) are named in a warning."),
 ):
     """Translate images (an anagram output folder gives translated samples with views strips and records)."""
     from ..translate.apply import apply_to_paths, load_translator
@@ -140,10 +143,12 @@ def apply_command(
         pipe = load_translator(model, device)
         with progress_bar() as bar:
             task = bar.add_task("translating", total=None)
-            result = apply_to_paths(pipe, inputs, out, batch_size=batch_size,
+            result = apply_to_paths(pipe, inputs, out, batch_size=batch_size, keep_views=keep_views,
                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
     except (FileNotFoundError, ValueError, TypeError) as error:
         fail(str(error))
+    for note in result.warnings:
+        warn(note)
     console.print(f"wrote {result.images} image(s) and {result.samples} sample(s) to {out}")
 
 

@@ -6,12 +6,16 @@ takes image files and folders: plain images become ``OUT/<stem>.png``; an anagra
 views strip (every view of the translated image, captioned with its prompt) and a JSON record,
 written last, that keeps the original record and adds ``translation``: what was translated
 (the source image), by which model (its folder and training config) and when.
+
+``keep_views=True`` makes the translation of each sample equivariant to its views where they
+form a finite group of symmetries (flips, rotations: `anagram.translate.keep_views`); the record
+says which views were kept, and views that cannot be kept are named in ``ApplyResult.warnings``.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -22,6 +26,7 @@ from ..outputs.atomic import write_png
 from ..outputs.pictures import to_pil
 from ..outputs.records import RecordError, SampleRecord, find_samples, write_sample
 from .data import IMAGE_SUFFIXES, list_images
+from .keep_views import DEFAULT_MAX_ORDER, translate_keeping_views
 from .pipeline import TranslationPipeline
 from .trainer import MODEL_DIR
 
@@ -33,6 +38,7 @@ class ApplyResult:
     written: list[Path]
     samples: int
     images: int
+    warnings: list[str] = field(default_factory=list)
 
 
 def model_folder(path: str | Path) -> Path:
@@ -60,7 +66,8 @@ def _is_sample_folder(path: Path) -> bool:
 
 
 def apply_to_paths(pipe: TranslationPipeline, inputs: Sequence[str | Path], out: str | Path,
-                   batch_size: int = 8, progress: Callable[[int, int], None] | None = None) -> ApplyResult:
+                   batch_size: int = 8, progress: Callable[[int, int], None] | None = None,
+                   keep_views: bool = False, max_order: int = DEFAULT_MAX_ORDER) -> ApplyResult:
     """Translate every image named by ``inputs`` into ``out`` (see the module docstring)."""
     out = Path(out)
     plain: list[Path] = []
@@ -79,7 +86,9 @@ def apply_to_paths(pipe: TranslationPipeline, inputs: Sequence[str | Path], out:
     if duplicates:
         raise ValueError(f"several inputs would write the same output names: {duplicates[:5]}; translate them into "
                          "separate --out folders")
-    total, done, written = len(plain) + len(samples), 0, []
+    total, done, written, notes = len(plain) + len(samples), 0, [], []
+    if keep_views and plain:
+        notes.append(f"--keep-views: {len(plain)} plain image(s) carry no views (no sample record); translated as they are")
     model = {"folder": str(getattr(pipe, "model_folder", "")), "config": pipe.record.get("config"),
              "step": pipe.record.get("step")}
     for start in range(0, len(plain), batch_size):
@@ -96,12 +105,20 @@ def apply_to_paths(pipe: TranslationPipeline, inputs: Sequence[str | Path], out:
             if progress:
                 progress(done, total)
     for sample in samples:
-        translated = pipe(sample.image_tensor(), output_type="pt").images[0]
+        kept = None
+        if keep_views:
+            translated, group = translate_keeping_views(pipe, sample.image_tensor(), sample.views(), on_unkept="ignore",
+                                                        max_order=max_order, batch_size=batch_size)
+            kept = group.describe()
+            if group.not_kept:
+                notes.append(f"{sample.stem}: {group.message()}")
+        else:
+            translated = pipe(sample.image_tensor(), output_type="pt").images[0]
         views = [to_pil(view.view_image(translated)) for view in sample.views()]
         record = SampleRecord.from_dict(sample.record.to_dict())
         record.versions = {**record.versions, "translation": {
             "source": {"image": str(sample.image_path), "record": str(sample.record_path)},
-            "model": model, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
+            "model": model, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "keep_views": kept}}
         files = write_sample(out, sample.stem, to_pil(translated) if translated.shape[0] == 3 else
                              Image.fromarray((translated[0].clamp(0, 1) * 255).round().byte().numpy(), "L"),
                              views, record)
@@ -109,4 +126,4 @@ def apply_to_paths(pipe: TranslationPipeline, inputs: Sequence[str | Path], out:
         done += 1
         if progress:
             progress(done, total)
-    return ApplyResult(written=written, samples=len(samples), images=len(plain))
+    return ApplyResult(written=written, samples=len(samples), images=len(plain), warnings=notes)
