@@ -18,6 +18,7 @@ OFF = dict(balance=False, rectify=None, anti_segregation=None)
 def sd():
     pipe = AnagramPipeline(**sd_components())
     pipe.set_progress_bar_config(disable=True)
+    pipe.declared_scorer = "attention"  # "mtl" balances with the declared scorer (else a hub CLIP, offline here)
     return pipe
 
 
@@ -103,6 +104,7 @@ def test_permutation_views_run_with_the_full_method_on_both_backends(sd):
         assert torch.isfinite(latents(sd, "mtl", views=("identity", view))).all()
     pipe = IFAnagramPipeline(**if_components())
     pipe.set_progress_bar_config(disable=True)
+    pipe.declared_scorer = "attention"
     for view in ("jigsaw", "inner_circle"):
         assert torch.isfinite(latents(pipe, "mtl", views=("identity", view))).all()
 
@@ -139,7 +141,7 @@ def test_cli_method_switches_are_recorded(tmp_path):
     cheap = tmp_path / "cheap"
     result = CliRunner().invoke(app, [
         "generate", *PROMPTS, "--model", str(folder), "--steps", "3", "--size", "32", "--out", str(cheap),
-        "--method", "mtl", "--anti-seg-layers", "down", "--anti-seg-interval", "2"])
+        "--method", "mtl", "--anti-seg-layers", "down", "--anti-seg-interval", "2", "--scorer", "attention"])
     assert result.exit_code == 0, result.output
     settings = json.loads(next(cheap.glob("*.json")).read_text())["method"]["anti_segregation"]
     assert settings["layers"] == ["down"] and settings["interval"] == 2

@@ -42,7 +42,7 @@ class GenerateForm:
     negative: str = ""
     method: str = "baseline"
     balance: bool = False
-    scorer: str = "attention"
+    scorer: str = "auto"  # the model's declared scorer, as `anagram generate --method mtl`
     rectify: str = "none"
     anti_seg: bool = False
     anti_seg_step_size: float | None = None

@@ -150,7 +150,7 @@ def build_generate_tab(config: AppConfig) -> None:
                                   "mtl: the full multi-task method)", elem_id="method")
                 with gr.Row():
                     balance = gr.Checkbox(False, label="Balancing", elem_id="balance")
-                    scorer = gr.Dropdown(["attention", "digits"], value="attention", allow_custom_value=True,
+                    scorer = gr.Dropdown(["auto", "attention", "digits"], value="auto", allow_custom_value=True,
                                          label="Balancing scorer")
                     rectify = gr.Dropdown(["none", *ESTIMATORS], value="none", label="Rectification")
                 with gr.Row():
@@ -208,7 +208,7 @@ def build_generate_tab(config: AppConfig) -> None:
         form = GenerateForm(prompts=texts[: len(specs)], views=specs, style=style_ or "", seed=int(seed_ or 0),
                             num_samples=int(count or 1), model=model_ or "", steps=int(steps_) if steps_ else None,
                             guidance=guidance_, negative=negative_ or "", method=method_ or "baseline",
-                            balance=bool(balance_), scorer=scorer_ or "attention", rectify=rectify_ or "none",
+                            balance=bool(balance_), scorer=scorer_ or "auto", rectify=rectify_ or "none",
                             anti_seg=bool(anti_seg_), anti_seg_step_size=step_size_, anti_seg_fraction=fraction_,
                             anti_seg_layers=layers_ or "", anti_seg_interval=int(interval_) if interval_ else None,
                             share_uncond=bool(share_))

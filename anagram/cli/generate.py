@@ -41,8 +41,9 @@ def generate(
     share_uncond: bool = typer.Option(False, "--share-uncond", help="One unconditional UNet evaluation per step, "
                                       "shared by the views (faster, approximate)."),
     balance: Optional[bool] = typer.Option(None, "--balance/--no-balance", help="Noise vector balancing."),
-    scorer: Optional[str] = typer.Option(None, help="Balancing scorer: attention, clip:<id or folder>, or a "
-                                         "registered name."),
+    scorer: Optional[str] = typer.Option(None, help="Balancing scorer: auto (the default: the one the model "
+                                         "declares, else CLIP openai/clip-vit-base-patch32 from the hub), attention, "
+                                         "clip:<id or folder>, or a registered name."),
     rectify: Optional[str] = typer.Option(None, help="Variance rectification: bounded (the "
                                           "default of mtl: a scale between 1 and sqrt(N)), product (the reference "
                                           "formula, unbounded), correlation or none."),
@@ -100,6 +101,8 @@ def generate(
         with console.status(f"loading {request.model}"):
             loaded = LoadedModel.for_request(request, device=device, cpu_offload=cpu_offload)
         for line in loaded.warnings(request):
+            warn(line)
+        for line in filter(None, [loaded.check_scorer(request)]):  # a hub CLIP offline: fails here, before sampling
             warn(line)
         with progress_bar() as progress:
             batches = -(-num_samples // batch_size)  # the steps of one batch advance the bar once each

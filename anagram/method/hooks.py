@@ -19,7 +19,7 @@ from .attention import CrossAttentionCapture, available_resolutions
 from .balancing import balance_weights
 from .concepts import concept_token_indices, strip_concept_marks
 from .rectification import rectification_scale
-from .scorers import ScoreInputs, concept_attention_share, make_scorer
+from .scorers import ScoreInputs, concept_attention_share, make_scorer, resolve_scorer
 
 
 def default_map_resolution(pipeline, sample_size: tuple[int, int], layers) -> int:
@@ -56,7 +56,10 @@ class MethodHooks:
         rows = embeddings.shape[0] - self.num_views * self.batch  # unconditional rows (N*B, or B when shared)
         self.cond_embeddings = embeddings[rows:]
         self.cond_rows = slice(rows, None) if do_cfg else None
-        self.scorer = make_scorer(config.scorer) if config.balance else None
+        # "auto" (the default) is the scorer the model declares (read by from_pretrained), else a hub CLIP
+        self.scorer_spec = resolve_scorer(config.scorer, getattr(pipeline, "declared_scorer", None)) \
+            if config.balance else None
+        self.scorer = make_scorer(self.scorer_spec) if config.balance else None
         if config.rectify and pipeline_reduction_is_sum(views):
             raise ValueError("variance rectification assumes averaged estimates; factorized views are summed")
         needs_tokens = config.anti_segregation is not None or (self.scorer is not None and not self.scorer.needs_images)

@@ -11,7 +11,16 @@ the scores into weights that favour the lagging views.
 * `CallableScorer`: any user function of `ScoreInputs`.
 
 `make_scorer` builds one from a spec string ("clip:<hub id or folder>", "attention", "<name>:<arg>"),
-a callable or a scorer. Names beyond the built-in two come from `register_scorer` or from the
+a callable or a scorer.
+
+Which scorer ``--method mtl`` uses (`resolve_scorer`): the method's default scorer is ``"auto"``,
+which means the scorer the model declares in its folder's ``anagram_defaults.json`` (key
+``"scorer"``: the glyph model declares its noise-aware CLIP ``"clip:../glyph_clip"``, the digits
+model ``"attention"``), else, for a model that declares none (Stable Diffusion, DeepFloyd IF, any
+folder or hub id without the file), a CLIP image-text model by hub id, :data:`DEFAULT_CLIP`,
+downloaded on first use. A folder path in a declaration that starts with ``./`` or ``../`` is
+relative to the model folder that declares it (`resolve_declared_scorer`). An explicit scorer
+(``--scorer``, ``MultiTask(scorer=...)``) always wins. Names beyond the built-in two come from `register_scorer` or from the
 ``anagram.scorers`` entry-point group (each entry point a factory: called with the spec's argument
 when it has one, with nothing otherwise), loaded lazily, once: that is how the digit testbed's
 classifier becomes ``"digits"`` without this module importing the testbed.
@@ -19,6 +28,7 @@ classifier becomes ``"digits"`` without this module importing the testbed.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
@@ -39,9 +49,16 @@ __all__ = [
     "ScoreInputs",
     "Scorer",
     "ScorerError",
+    "ScorerLoadError",
+    "AUTO",
+    "DEFAULT_CLIP",
+    "check_scorer_available",
     "concept_attention_share",
     "make_scorer",
     "register_scorer",
+    "resolve_declared_scorer",
+    "resolve_scorer",
+    "scorer_label",
 ]
 
 # Scores are clamped into [SCORE_EPS, 1]: a similarity <= 0 is "not started", not an error.
@@ -49,10 +66,21 @@ SCORE_EPS = 1e-4
 # OpenAI CLIP's preprocessing statistics, used when a checkpoint ships no preprocessor config.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+#: The balancing scorer of a model that declares none: OpenAI's CLIP ViT-B/32 (about 600 MB, the
+#: smallest of OpenAI's CLIPs: it runs on the decoded x0 of every view at every step, so its cost
+#: matters; ``--scorer clip:openai/clip-vit-large-patch14`` is the larger alternative).
+DEFAULT_CLIP = "openai/clip-vit-base-patch32"
+#: The scorer spec that means "the model's declared scorer, else DEFAULT_CLIP" (MultiTask's default).
+AUTO = "auto"
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 class ScorerError(ValueError):
     """A scorer cannot be built or cannot score the inputs it was given."""
+
+
+class ScorerLoadError(ScorerError, OSError):
+    """A scorer's model cannot be loaded (missing folder, offline hub...); the message says what to do."""
 
 
 @dataclass
@@ -140,9 +168,12 @@ class CLIPScorer:
         self.mapping = mapping
         self.dtype = dtype or torch.float32
         # cast after loading: the dtype keyword of from_pretrained changed name across transformers versions
-        self.model = CLIPModel.from_pretrained(model_id_or_path, use_safetensors=True).to(self.dtype).eval()
+        try:
+            self.model = CLIPModel.from_pretrained(model_id_or_path, use_safetensors=True).to(self.dtype).eval()
+            self.tokenizer = AutoTokenizer.from_pretrained(model_id_or_path)
+        except (OSError, ValueError) as error:
+            raise ScorerLoadError(f"cannot load the CLIP scorer '{model_id_or_path}': {error}. {_ALTERNATIVES}") from error
         self.model.requires_grad_(False)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_id_or_path)
         self.device = torch.device(device) if device is not None else None
         if self.device is not None:
             self.model.to(self.device)
@@ -260,6 +291,81 @@ class AttentionShareScorer:
 
 # -- user functions and resolution ---------------------------------------------------------------------
 
+_ALTERNATIVES = ("Pass --scorer attention (no extra network; scorer='attention' in Python), "
+                 "--scorer clip:/path/to/a/clip/folder (a CLIPModel saved with save_pretrained), or --no-balance")
+
+
+def resolve_declared_scorer(spec: Any, folder: str | os.PathLike | None) -> Any:
+    """A model folder's declared scorer with its relative folder made absolute: in
+    ``"clip:./x"`` or ``"clip:../x"`` the path is relative to ``folder`` (the model folder that
+    declares it); a hub id, an absolute path or another scorer name is returned unchanged."""
+    if not isinstance(spec, str) or folder is None:
+        return spec
+    prefix, sep, arg = spec.partition(":")
+    arg = arg.strip()
+    if sep and prefix.strip().lower() == "clip" and arg.startswith(("./", "../", ".\\", "..\\")):
+        return f"clip:{os.path.normpath(os.path.join(os.fspath(folder), arg))}"
+    return spec
+
+
+def resolve_scorer(spec: Any, declared: Any = None) -> Any:
+    """The scorer that runs for ``spec``: itself, unless it is ``"auto"`` (or None): then the model's
+    ``declared`` scorer (already made absolute, `resolve_declared_scorer`), else ``"clip:"`` +
+    :data:`DEFAULT_CLIP`."""
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() == AUTO):
+        return declared if declared else f"clip:{DEFAULT_CLIP}"
+    return spec
+
+
+def scorer_label(spec: Any) -> str:
+    """How records name a scorer: the spec string, or the scorer object's repr."""
+    return spec.strip() if isinstance(spec, str) else repr(spec)
+
+
+def _hub_clip_id(spec: Any) -> str | None:
+    """The hub id of a ``clip:<hub id>`` spec (None for a folder, another scorer or an object)."""
+    if not isinstance(spec, str):
+        return None
+    prefix, _, arg = spec.partition(":")
+    arg = arg.strip()
+    if prefix.strip().lower() != "clip" or not arg or arg.startswith(("/", ".", "~")) or arg.count("/") > 1 \
+            or os.path.isdir(os.path.expanduser(arg)):
+        return None  # a folder (CLIPScorer says when it is missing)
+    return arg
+
+
+def _cached_locally(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "config.json")
+        return isinstance(found, str) and os.path.isfile(found)
+    except Exception:  # noqa: BLE001 - an invalid id is for from_pretrained to report
+        return False
+
+
+def check_scorer_available(spec: Any, hub_reachable: Callable[[], bool] | None = None) -> str | None:
+    """Say early (before sampling) what a resolved scorer needs from the network.
+
+    For ``clip:<hub id>`` that is not in the local Hugging Face cache: raises `ScorerError` when the
+    hub is off (``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE``, or ``hub_reachable()`` is False), saying
+    what to pass instead; otherwise returns a note that it will be downloaded now. None when
+    nothing is needed (a folder, a cached model, a scorer without a network).
+    """
+    repo_id = _hub_clip_id(spec)
+    if repo_id is None or _cached_locally(repo_id):
+        return None
+    offline = [name for name in OFFLINE_VARIABLES if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")]
+    if offline or (hub_reachable is not None and not hub_reachable()):
+        why = (f"{offline[0]} is set, so the hub is not asked" if offline else
+               "the Hugging Face hub cannot be reached from this machine")
+        default = (" (what --method mtl balances with on a model whose folder declares no scorer)"
+                   if repo_id == DEFAULT_CLIP else "")
+        raise ScorerError(
+            f"the balancing scorer 'clip:{repo_id}'{default} is not in the local Hugging Face cache and {why}. "
+            f"Download it once on a connected machine, or: {_ALTERNATIVES}")
+    return f"downloading the balancing scorer's CLIP model '{repo_id}' from the Hugging Face hub (first use only)"
+
 
 class CallableScorer:
     """Wraps ``fn(inputs: ScoreInputs) -> (B, N)``; the result is clamped into (0, 1]."""
@@ -282,8 +388,14 @@ class CallableScorer:
 
 ENTRY_POINT_GROUP = "anagram.scorers"
 
+@functools.lru_cache(maxsize=2)
+def _load_clip(source: str) -> CLIPScorer:
+    """A CLIP scorer per source, loaded once per process (batch runs call the pipeline many times)."""
+    return CLIPScorer(source)
+
+
 _FACTORIES: dict[str, Callable[[str], Scorer]] = {
-    "clip": lambda arg: CLIPScorer(arg),
+    "clip": lambda arg: _load_clip(os.path.expanduser(arg)),
     "attention": lambda arg: AttentionShareScorer(),
 }
 _entry_points_loaded = False
@@ -313,8 +425,10 @@ def _factories() -> dict[str, Callable[[str], Scorer]]:
     return _FACTORIES
 
 
-def make_scorer(spec: str | Scorer | Callable[[ScoreInputs], torch.Tensor]) -> Scorer:
-    """A scorer from ``"clip:<hub id or folder>"``, ``"attention"``, a `Scorer` or a callable."""
+def make_scorer(spec: str | Scorer | Callable[[ScoreInputs], torch.Tensor] | None, declared: Any = None) -> Scorer:
+    """A scorer from ``"clip:<hub id or folder>"``, ``"attention"``, ``"auto"`` (the ``declared`` scorer of
+    the model, else CLIP :data:`DEFAULT_CLIP`, see `resolve_scorer`), a `Scorer` or a callable."""
+    spec = resolve_scorer(spec, declared)
     if isinstance(spec, str):
         prefix, _, arg = spec.partition(":")
         factories = _factories()

@@ -58,8 +58,10 @@ class MultiTask:
 
     Attributes:
         balance: noise vector balancing (spec §3).
-        scorer: completion scorer for balancing: ``"attention"`` (concept attention share, no extra
-            network), ``"clip:<id or folder>"``, a registered name, a `Scorer` or a callable.
+        scorer: completion scorer for balancing: ``"auto"`` (default: the scorer the model declares in
+            its ``anagram_defaults.json``, else CLIP ``openai/clip-vit-base-patch32`` by hub id, see
+            `anagram.method.scorers.resolve_scorer`), ``"attention"`` (concept attention share, no
+            extra network), ``"clip:<id or folder>"``, a registered name, a `Scorer` or a callable.
         rectify: variance rectification estimator (spec §4, `anagram.method.rectification`):
             ``"bounded"`` (default: normalised correlation clamped to [0, 1], a scale between 1 and
             1/|a|), ``"product"`` (the reference formula, unbounded), ``"correlation"``, or None for off.
@@ -67,7 +69,7 @@ class MultiTask:
     """
 
     balance: bool = True
-    scorer: Any = "attention"
+    scorer: Any = "auto"
     rectify: str | None = DEFAULT_ESTIMATOR
     anti_segregation: AntiSegregation | None = field(default_factory=AntiSegregation)
 

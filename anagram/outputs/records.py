@@ -47,7 +47,9 @@ class SampleRecord:
     ``views`` are view configs (``view.config()``); ``full_prompts`` the prompts as the model saw
     them (style prefix included); ``model``/``upscaler`` where the weights came from
     (`anagram.pipelines.loading.ModelSource.record`); ``method`` ``"baseline"``, ``"mtl"`` or a dict
-    of `anagram.method.MultiTask` settings; ``files`` the sample's file names.
+    of `anagram.method.MultiTask` settings; ``scorer`` the balancing scorer that ran, as resolved
+    (``"attention"``, ``"clip:<hub id or folder>"``; None without balancing); ``files`` the sample's
+    file names.
     """
 
     prompts: list[str]
@@ -63,6 +65,7 @@ class SampleRecord:
     dtype: str = "fp32"
     share_unconditional: bool = False
     method: Any = "baseline"
+    scorer: str | None = None
     scheduler: dict | None = None
     upscaler: dict | None = None
     upscaler_steps: int | None = None

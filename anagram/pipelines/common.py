@@ -91,15 +91,18 @@ class AnagramCallMixin:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """diffusers' `from_pretrained`, which also takes the built-in names (``"digits"``) and reads the
-        model's declared sampling defaults (``anagram_defaults.json``) for calls that give none.
+        model's declared sampling defaults (``anagram_defaults.json``) for calls that give none, and its
+        declared balancing scorer (``declared_scorer``: what ``method="mtl"``'s scorer ``"auto"`` runs;
+        None, a CLIP by hub id, when the folder declares none).
         ``torch_dtype`` is passed on under the name the installed diffusers expects."""
-        from .loading import builtin_models, dtype_keyword, read_call_defaults
+        from .loading import builtin_models, dtype_keyword, read_call_defaults, read_declared_scorer
 
         location = builtin_models().get(str(pretrained_model_name_or_path), pretrained_model_name_or_path)
         if "torch_dtype" in kwargs:
             kwargs[dtype_keyword()] = kwargs.pop("torch_dtype")
         pipe = super().from_pretrained(location, **kwargs)
         pipe.declared_call_defaults = read_call_defaults(location)
+        pipe.declared_scorer = read_declared_scorer(location)  # what method="mtl" balances with (scorer "auto")
         return pipe
 
     def call_defaults(self) -> tuple[int, float]:

@@ -53,6 +53,17 @@ def read_call_defaults(location: str | Path) -> tuple[int, float] | None:
         return None
 
 
+def read_declared_scorer(location: str | Path) -> str | None:
+    """The balancing scorer a model folder declares (``anagram_defaults.json`` key ``"scorer"``), with a
+    relative folder (``clip:../glyph_clip``) resolved against the model folder; None if it declares none."""
+    from ..method.scorers import resolve_declared_scorer
+
+    spec = read_declared_defaults(location).get("scorer")
+    if not isinstance(spec, str) or not spec.strip():
+        return None
+    return resolve_declared_scorer(spec.strip(), Path(str(location)).expanduser().resolve())
+
+
 def dtype_keyword() -> str:
     """The `from_pretrained` keyword for the weights' dtype: ``dtype`` where the installed diffusers
     has it (it warns that ``torch_dtype`` is deprecated), ``torch_dtype`` on older ones."""

@@ -236,6 +236,8 @@ def _generate_share(jobs, out_dir: Path, mine: list[Unit], batch_size: int, devi
                     warned_jobs.add(job.key)
                     for warning in loaded.warnings(job.request):
                         progress(BatchEvent("note", f"{jobs}:{job.line}: warning: {warning}"))
+                    for note in filter(None, [loaded.check_scorer(job.request)]):  # offline hub CLIP: fails the job here
+                        progress(BatchEvent("note", f"{jobs}:{job.line}: {note}"))
                 for unit, sample in zip(batch, generate_units(loaded, job, batch)):
                     try:
                         save_unit(out_dir, loaded, job, sample, unit)

@@ -19,8 +19,10 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..outputs.records import SampleRecord, write_sample
+from ..method.scorers import check_scorer_available, resolve_scorer, scorer_label
 from ..pipelines.loading import (
-    DEFAULT_UPSCALER, ModelSource, load_pipeline, load_upscaler, locate, parse_dtype, read_call_defaults,
+    DEFAULT_UPSCALER, ModelSource, hub_reachable, load_pipeline, load_upscaler, locate, parse_dtype,
+    read_call_defaults,
 )
 from ..pipelines.vocabulary import UnknownWordWarning, known_words, prompt_warnings
 from ..views import PIXEL
@@ -161,6 +163,18 @@ class LoadedModel:
                              "image; use colour views with an RGB model")
         return found
 
+    def scorer(self, request: Request):
+        """The balancing scorer `request` runs with on this model (`anagram.method.scorers.resolve_scorer`:
+        an explicit one, else the model's declared one, else CLIP by hub id), or None without balancing."""
+        if request.method is None or not request.method.balance:
+            return None
+        return resolve_scorer(request.method.scorer, getattr(self.pipe, "declared_scorer", None))
+
+    def check_scorer(self, request: Request) -> str | None:
+        """Before sampling: `anagram.method.scorers.ScorerError` when the scorer is a hub CLIP that cannot
+        be had (offline and not cached), saying what to pass instead; a note when it will be downloaded."""
+        return check_scorer_available(self.scorer(request), hub_reachable=hub_reachable)
+
     def pipe_prompts(self, request: Request) -> list[str]:
         """The prompts as the text encoder reads them (style prefix included)."""
         from ..pipelines.inputs import resolve_prompts
@@ -216,6 +230,7 @@ class LoadedModel:
             full_prompts=list(sample.prompts), views=request.view_configs(), seed=sample.seed,
             num_inference_steps=steps, guidance_scale=guidance, size=request.size, dtype=request.dtype,
             share_unconditional=request.share_unconditional, method=request.method_record(),
+            scorer=None if self.scorer(request) is None else scorer_label(self.scorer(request)),
             model=self.source.record(),
             scheduler={"class": type(scheduler).__name__, "config": dict(scheduler.config)},
             upscaler=self.upscaler_source.record() if self.upscaler else None,

@@ -147,6 +147,8 @@ DEFAULTS = {
     "value_range": [-1.0, 1.0],
     "concept": "last word of the prompt (the digit word or numeral)",
     "digit_words": list(DIGIT_WORDS),
+    # the balancing scorer of --method mtl: not the digit classifier, which judges this model's tables
+    "scorer": "attention",
 }
 
 
