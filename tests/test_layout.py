@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "outputs": {"views"},
     "runs": {"views", "method", "pipelines", "outputs"},
     "testbed": {"views", "sampler", "method", "pipelines", "outputs"},
-    "evaluation": {"views", "method", "outputs", "testbed"},
+    "evaluation": {"views", "method", "pipelines", "outputs", "testbed"},
     "translate": {"views", "outputs", "testbed"},
     "cli": {"views", "sampler", "method", "pipelines", "outputs", "runs", "testbed", "evaluation", "translate", "app"},
     "app": {"views", "sampler", "method", "pipelines", "outputs", "runs", "testbed", "evaluation", "translate"},

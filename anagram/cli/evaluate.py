@@ -14,11 +14,13 @@ from .terminal import console, fail
 
 def evaluate(
     directory: Path = typer.Argument(..., help="An output folder of `anagram generate` or `anagram batch`."),
-    judge: str = typer.Option("auto", help="auto (the digit classifier for --model digits), digits, or "
+    judge: str = typer.Option("auto", help="auto (the judge the samples' model declares: the digit classifier "
+                              "for --model digits, the glyph judge for --model glyphs), digits, glyphs, or "
                               "clip:<CLIP id or folder> for real models."),
     sheet: bool = typer.Option(False, "--sheet", help="Also write the contact sheet, with the scores."),
 ):
-    """Visual Anagrams metrics (alignment, concealment, success) over every sample; writes metrics.csv."""
+    """Visual Anagrams metrics (alignment, concealment, success; segregation for glyphs) over every sample;
+    writes metrics.csv."""
     from ..evaluation import METRICS_FILE, evaluate_folder
 
     try:
@@ -32,6 +34,8 @@ def evaluate(
         values = result[key]
         table.add_row(key, f"{values['mean']:.3f}", f"{values['q90']:.3f}", f"{values['q95']:.3f}")
     table.add_row("success rate", f"{result['success_rate']:.3f}", "", "")
+    if "segregation_rate" in result:
+        table.add_row("segregation rate", f"{result['segregation_rate']:.3f}", "", "")
     Console().print(table)
     skipped = result.get("skipped") or []
     if skipped:

@@ -5,6 +5,10 @@ judged (`anagram.evaluation.judges`). Per-sample values go to ``DIR/metrics.csv`
 0.9 and 0.95 quantiles, success rate) is returned, for the command to print. A sample the judge
 cannot score (a prompt naming no digit, for the digit judge) is left out and listed in the
 summary's ``skipped``; only a folder of which nothing can be scored is an error.
+
+A judge that can tell concept segregation (the glyph judge, :mod:`anagram.testbed.segregation`)
+adds per sample ``segregated`` and ``regions`` (separate pieces of ink, specks left out) and the
+summary's ``segregation_rate``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ def evaluate_folder(out_dir: str | Path, judge: str = "auto") -> dict[str, Any]:
         samples = find_samples(out_dir)
     except RecordError:
         raise FileNotFoundError(f"{out_dir} holds no samples (no JSON sidecars written by `anagram generate`)") from None
-    judge_fn = make_judge(judge, {sample.record.model_name for sample in samples})
+    judge_fn = make_judge(judge, {sample.record.model_name for sample in samples},
+                          [sample.record.model for sample in samples])
     rows, skipped = [], []
     with torch.no_grad():
         for sample in samples:
@@ -50,6 +55,9 @@ def evaluate_folder(out_dir: str | Path, judge: str = "auto") -> dict[str, Any]:
                    "alignment": alignment(judged["scores"]).item(), "concealment_row": c["row"].item(),
                    "concealment_column": c["column"].item(), "concealment": c["mean"].item(),
                    "success": bool(success(judged["predicted"], judged["targets"]))}
+            if hasattr(judge_fn, "segregation"):
+                verdict = judge_fn.segregation(image, sample.views(), record.full_prompts)
+                row.update({"segregated": bool(verdict.segregated), "regions": verdict.regions})
             row.update({f"score_view{i}": judged["scores"][i, i].item() for i in range(len(views))})
             rows.append(row)
     if not rows:
@@ -66,6 +74,8 @@ def summary(rows: list[dict], judge_name: str, skipped: list[dict] | None = None
     result: dict[str, Any] = {"judge": judge_name, "samples": len(rows),
                               "success_rate": sum(r["success"] for r in rows) / len(rows),
                               "skipped": list(skipped or [])}
+    if rows and all("segregated" in r for r in rows):
+        result["segregation_rate"] = sum(bool(r["segregated"]) for r in rows) / len(rows)
     for key in ("alignment", "concealment", "concealment_row", "concealment_column"):
         result[key] = summarize(torch.tensor([r[key] for r in rows]))
     return result

@@ -2,13 +2,21 @@
 
 A judge takes one sample's views ``(N, C, H, W)`` in [0, 1] and its N prompts and returns the score
 matrix of spec §6 (``scores[i, j]``), logits whose softmax concealment reads, each view's predicted
-class and the targets. The digit classifier judges the built-in digits model; a CLIP model (hub id
-or folder) judges real models, through the same CLIP wrapper the balancing scorer uses.
+class and the targets. The digit classifier judges the built-in digits model, the glyph judge the
+built-in glyphs model (and reports concept segregation too); a CLIP model (hub id or folder) judges
+real models, through the same CLIP wrapper the balancing scorer uses.
+
+``--judge auto`` takes the judge the samples' model declares (``"judge"`` in its folder's
+``anagram_defaults.json``; the digits model, which declares none, has the digit classifier). The
+rule of every testbed: the network that judges a table is never the network that scored inside
+the sampler. The glyph judge is no balancing scorer at all; the digit classifier is one (by name,
+``--scorer digits``), so a table of digit samples balanced with it measures its scorer.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from pathlib import Path
+from typing import Iterable, Protocol
 
 import torch
 
@@ -30,6 +38,25 @@ class DigitJudge:
         return digit_score_matrix(views, prompts)
 
 
+class GlyphJudge:
+    """The glyph testbed's judge (a CNN trained on its own renders, never a scorer):
+    ``S[i, j] = p(glyph of prompt j | view i)``; also whether a sample is segregated
+    (:mod:`anagram.testbed.segregation`)."""
+
+    name = "glyphs"
+
+    def __call__(self, views: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
+        from ..testbed.glyph_judge import glyph_score_matrix
+
+        return glyph_score_matrix(views, prompts)
+
+    def segregation(self, image: torch.Tensor, views: list, prompts: list[str]):
+        """The segregation verdict of one sample (``image`` ``(C, H, W)`` in [0, 1], its view objects)."""
+        from ..testbed.segregation import segregation
+
+        return segregation(image, views, prompts)
+
+
 class CLIPJudge:
     """``S[i, j]`` = CLIP cosine similarity of view i with prompt j; logits ``S / tau``."""
 
@@ -48,15 +75,39 @@ class CLIPJudge:
                 "targets": torch.arange(len(prompts))}
 
 
-def make_judge(judge: str, model_names: set[str]) -> Judge:
-    """The judge ``judge`` names (``auto``: the one the samples' model has), or a clear error."""
+JUDGES = {"digits": DigitJudge, "glyphs": GlyphJudge}
+
+
+def declared_judge(model: dict | str) -> str | None:
+    """The judge a sample's model declares (``"judge"`` in ``anagram_defaults.json`` of its folder:
+    the record's ``location``, or the built-in model of that name), else None."""
+    from ..pipelines.loading import builtin_models, read_declared_defaults
+
+    if isinstance(model, str):
+        model = {"model": model}
+    location = model.get("location") or builtin_models().get(str(model.get("model")))
+    if not location or not Path(str(location)).is_dir():
+        return None
+    value = read_declared_defaults(location).get("judge")
+    return value if isinstance(value, str) and value else None
+
+
+def make_judge(judge: str, model_names: set[str], models: Iterable[dict] = ()) -> Judge:
+    """The judge ``judge`` names, or a clear error. ``auto``: the judge the samples' model declares
+    (``models``: the records' model entries; by name when none are given), the digit classifier for
+    the digits model."""
     if judge == "auto":
-        if model_names == {"digits"}:
-            return DigitJudge()
+        models = list(models) or [{"model": name} for name in model_names]
+        declared = {declared_judge(m) or ("digits" if m.get("model") == "digits" else None) for m in models}
+        if len(declared) == 1 and None not in declared:
+            judge = declared.pop()
+            if judge in JUDGES or judge.startswith("clip:"):
+                return make_judge(judge, model_names)
         raise ValueError(f"samples of {sorted(model_names)}: pass --judge clip:<CLIP id or folder> "
-                         "(only the built-in digits model has an automatic judge)")
-    if judge == "digits":
-        return DigitJudge()
+                         "(only the built-in digits and glyphs models have an automatic judge, for a folder "
+                         "of samples of one of them)")
+    if judge in JUDGES:
+        return JUDGES[judge]()
     if judge.startswith("clip:") and judge[5:]:
         return CLIPJudge(judge[5:])
-    raise ValueError(f"unknown judge {judge!r}: use auto, digits or clip:<id or folder>")
+    raise ValueError(f"unknown judge {judge!r}: use auto, digits, glyphs or clip:<id or folder>")
