@@ -251,6 +251,7 @@ def train(domain_a: Domain, domain_b: Domain, config: TranslationConfig, options
     if checkpoint is not None:
         start = restore_training_state(checkpoint, config=config, networks=networks, optimizers=optimizers,
                                        schedulers=schedulers)
+    accelerator.wait_for_everyone()  # every rank has checked the folder before the main process writes into it
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)
