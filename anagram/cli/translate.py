@@ -3,6 +3,8 @@
     anagram translate train DATA --preset mcdut --out RUN       # DATA with trainA/ trainB/, or two folders
     anagram translate apply RUN INPUTS... --out DIR             # images, folders, anagram output folders
     anagram translate evaluate RUN DATA --features digits       # FID / KID on testA -> testB
+    anagram translate train digits-to-typeset --out RUN         # the built-in offline task (no download)
+    anagram translate evaluate RUN digits-to-typeset            # its content / realism / domain numbers
 
 Every config switch has a flag (None keeps the preset's value); ``--set key=value`` reaches any
 field of `TranslationConfig`. The engines report through callbacks; this module draws.
@@ -48,7 +50,8 @@ def _parse_set(items: List[str]) -> dict:
 
 @translate_app.command("train")
 def train_command(
-    data: List[Path] = typer.Argument(..., help="DATA (with trainA/ and trainB/, CUT's layout) or two image folders A B."),
+    data: List[Path] = typer.Argument(..., help="DATA (with trainA/ and trainB/, CUT's layout), two image folders A B, "
+                                      "or the built-in offline task digits-to-typeset."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (must be empty unless --resume)."),
     preset_name: str = typer.Option("mcdut", "--preset", help="cut, fastcut or mcdut."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
@@ -85,6 +88,7 @@ def train_command(
     """Train a translator from domain A to domain B (resumable; multi-GPU with `accelerate launch -m anagram.cli`)."""
     from ..translate.config import ConfigError, preset
     from ..translate.data import DataError, find_domains, infer_channels
+    from ..translate.digits_task import TASK_OVERRIDES, task_domains
     from ..translate.trainer import RunError, TrainOptions, train
     from ..translate.checkpoint import CheckpointError
     from ..translate.losses import CropError
@@ -97,9 +101,10 @@ def train_command(
         overrides["nce_layers"] = tuple(v.strip() for v in nce_layers.split(","))
     overrides.update(_parse_set(set_))
     try:
-        domain_a, domain_b = find_domains(data)
+        builtin = task_domains(data)  # the offline task: its recipe (32x32 gray, small networks) under the flags
+        domain_a, domain_b = builtin or find_domains(data)
         overrides.setdefault("channels", infer_channels(domain_a, domain_b))
-        config = preset(preset_name, **overrides)
+        config = preset(preset_name, **({**TASK_OVERRIDES, **overrides} if builtin else overrides))
         options = TrainOptions(out=out, max_steps=max_steps, log_every=log_every, sample_every=sample_every,
                                checkpoint_every=checkpoint_every, resume=resume, mixed_precision=mixed_precision,
                                num_workers=num_workers, mixed_channels=mixed_channels)
@@ -155,7 +160,8 @@ def apply_command(
 @translate_app.command("evaluate")
 def evaluate_command(
     model: Path = typer.Argument(..., help="A run folder (with model/) or a model folder."),
-    data: List[Path] = typer.Argument(..., help="DATA (with testA/ and testB/) or two folders A B."),
+    data: List[Path] = typer.Argument(..., help="DATA (with testA/ and testB/), two folders A B, or the built-in task "
+                                      "digits-to-typeset (content, realism and domain rate on its test split)."),
     features: str = typer.Option("inception", help="inception (refused: pickled weights), digits, or a folder "
                                  "with a transformers vision backbone (safetensors)."),
     split: str = typer.Option("test", help="Which split of DATA: test or train."),
@@ -167,8 +173,24 @@ def evaluate_command(
     from ..translate.apply import load_translator
     from ..translate.config import TranslationConfig
     from ..translate.data import DataError, find_domains
+    from ..translate.digits_task import is_task
     from ..translate.evaluation import FeatureError, evaluate_translation
 
+    if is_task(data):
+        from ..translate.task_evaluation import evaluate_task, pipeline_translator
+
+        try:
+            task_report = evaluate_task(pipeline_translator(load_translator(model)), seed=seed)
+        except (FileNotFoundError, ValueError) as error:
+            fail(str(error))
+        for line in task_report.lines():
+            console.print(escape(line))
+        if task_report.copying:
+            warn("the generator is close to copying its input: it has not learned a translation")
+        if json_out:
+            write_json(json_out, task_report.to_dict())
+            console.print(f"wrote {json_out}")
+        return
     try:
         pipe = load_translator(model)
         config = TranslationConfig.from_dict(pipe.record["config"]) if pipe.record.get("config") else None

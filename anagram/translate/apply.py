@@ -1,6 +1,7 @@
 """Translate files and folders with a trained model; every output written atomically.
 
-`load_translator` takes a model folder (``RUN/model``) or a run folder (``RUN``). `apply_to_paths`
+`load_translator` takes a model folder (``RUN/model``), a run folder (``RUN``) or the name of a
+translator shipped in the package (``typeset``: handwritten to typeset digits, `BUILTIN_TRANSLATORS`). `apply_to_paths`
 takes image files and folders: plain images become ``OUT/<stem>.png``; an anagram output folder
 (sample records, `anagram.outputs.records`) becomes translated samples: the translated image, its
 views strip (every view of the translated image, captioned with its prompt) and a JSON record,
@@ -23,6 +24,7 @@ import torch
 from PIL import Image
 
 from ..outputs.atomic import write_png
+from ..testbed import MODELS_DIR
 from ..outputs.pictures import to_pil
 from ..outputs.records import RecordError, SampleRecord, find_samples, write_sample
 from .data import IMAGE_SUFFIXES, list_images
@@ -30,7 +32,7 @@ from .keep_views import DEFAULT_MAX_ORDER, translate_keeping_views
 from .pipeline import TranslationPipeline
 from .trainer import MODEL_DIR
 
-__all__ = ["ApplyResult", "apply_to_paths", "load_translator", "model_folder"]
+__all__ = ["ApplyResult", "BUILTIN_TRANSLATORS", "apply_to_paths", "load_translator", "model_folder"]
 
 
 @dataclass
@@ -41,8 +43,14 @@ class ApplyResult:
     warnings: list[str] = field(default_factory=list)
 
 
+#: Translators shipped inside the package, by name (``anagram translate apply typeset ...``).
+BUILTIN_TRANSLATORS = {"typeset": MODELS_DIR / "typeset"}
+
+
 def model_folder(path: str | Path) -> Path:
     path = Path(path)
+    if not path.exists() and str(path) in BUILTIN_TRANSLATORS:
+        return BUILTIN_TRANSLATORS[str(path)]
     if (path / MODEL_DIR / "model_index.json").is_file():
         return path / MODEL_DIR
     return path
@@ -51,7 +59,8 @@ def model_folder(path: str | Path) -> Path:
 def load_translator(path: str | Path, device: str | torch.device | None = None) -> TranslationPipeline:
     folder = model_folder(path)
     if not folder.exists():
-        raise FileNotFoundError(f"no translation model at {path}: give a run folder (with model/) or its model/ folder")
+        raise FileNotFoundError(f"no translation model at {path}: give a run folder (with model/), its model/ folder "
+                                f"or a shipped translator ({', '.join(BUILTIN_TRANSLATORS)})")
     pipe = TranslationPipeline.from_pretrained(folder)
     pipe.model_folder = folder
     return pipe.to(device) if device is not None else pipe
