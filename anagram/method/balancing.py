@@ -8,25 +8,65 @@ sample matches its prompt). The views' guided noise estimates are combined with
 where ``i`` is the step index and ``n`` the number of steps, so the exponent grows from 1 to
 almost 2 and the re-weighting sharpens along the trajectory. The weights multiply the whole
 guided noise ``e_k`` (and the learned-variance channels), at every step.
+
+Two switches change the reference (``MultiTask(balance_strength=..., balance_scores=...)``), each
+measured against it by ``benchmarks/quality.py``:
+
+* ``strength`` multiplies the exponent: ``s (1 + i/n)`` (1: the reference);
+* ``relative_scores`` turns a scorer's matrix ``S[k, j]`` (view k against prompt j) into
+  ``c_k = S_kk / sum_j S_kj``: the share of view k's match that goes to its own prompt, so a view
+  that reads as another view's prompt lags even when its raw similarity is high (the reference
+  uses ``S_kk`` alone).
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["balance_exponent", "balance_weights"]
+__all__ = ["BALANCE_SCORES", "balance_exponent", "balance_weights", "relative_scores", "score_matrix"]
+
+#: How completion scores are read: ``"raw"`` (the reference, ``S_kk``) or ``"relative"`` (`relative_scores`).
+BALANCE_SCORES = ("raw", "relative")
 
 
-def balance_exponent(step_index: int, num_steps: int) -> float:
-    """The exponent ``1 + i/n`` of step ``i`` out of ``n``."""
+def balance_exponent(step_index: int, num_steps: int, strength: float = 1.0) -> float:
+    """The exponent ``strength * (1 + i/n)`` of step ``i`` out of ``n`` (strength 1: the reference)."""
     if num_steps <= 0:
         raise ValueError(f"num_steps must be positive, got {num_steps}")
     if not 0 <= step_index <= num_steps:
         raise ValueError(f"step_index must be in [0, {num_steps}], got {step_index}")
-    return 1.0 + step_index / num_steps
+    if not strength > 0:
+        raise ValueError(f"the balancing strength must be positive, got {strength}")
+    return strength * (1.0 + step_index / num_steps)
 
 
-def balance_weights(scores: torch.Tensor, step_index: int, num_steps: int, eps: float = 1e-4) -> torch.Tensor:
+def relative_scores(matrix: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """``(B, N)`` scores ``S_kk / sum_j S_kj`` from a score matrix ``(B, N, N)`` (``S[b, k, j]``: view k
+    of sample b against prompt j), entries clamped into ``[eps, 1]`` first; in (0, 1]."""
+    m = torch.nan_to_num(matrix.float(), nan=eps).clamp(eps, 1.0)
+    return m.diagonal(dim1=-2, dim2=-1) / m.sum(-1)
+
+
+def score_matrix(scorer, inputs) -> torch.Tensor:
+    """``(B, N, N)``: ``S[b, k, j]`` the score of view k of sample b against prompt j, from N calls of an
+    image scorer with the prompts rotated (call r gives ``S[k, (k + r) mod N]``); ``inputs`` is a
+    `anagram.method.scorers.ScoreInputs`."""
+    import dataclasses
+
+    prompts = list(inputs.prompts)
+    n = len(prompts)
+    columns = []
+    for r in range(n):
+        rotated = prompts[r:] + prompts[:r]
+        columns.append(scorer(dataclasses.replace(inputs, prompts=rotated)))  # (B, N): S[k, (k + r) % n]
+    shifted = torch.stack(columns, -1)  # (B, N, R): [b, k, r] = S[b, k, (k + r) % n]
+    k = torch.arange(n, device=shifted.device)
+    index = (k[None, :] - k[:, None]) % n  # matrix[k, j] = shifted[k, (j - k) % n]
+    return shifted.gather(-1, index.expand(shifted.shape[0], n, n))
+
+
+def balance_weights(scores: torch.Tensor, step_index: int, num_steps: int, eps: float = 1e-4,
+                    strength: float = 1.0) -> torch.Tensor:
     """Balancing weights ``alpha`` for completion ``scores`` of shape ``(..., N)`` (we use ``(B, N)``).
 
     Returns float32 weights of the same shape that sum to 1 over the last dimension; a lower score
@@ -38,7 +78,7 @@ def balance_weights(scores: torch.Tensor, step_index: int, num_steps: int, eps: 
     power close to -2 would overflow float16 and lose precision in float32 ratios, the softmax
     does not. Stays on the scores' device with no host synchronisation.
     """
-    exponent = balance_exponent(step_index, num_steps)
+    exponent = balance_exponent(step_index, num_steps, strength)
     # NaN would survive clamp_min; map it (and -inf) to the floor, +inf to a huge finite score.
     c = torch.nan_to_num(scores.float(), nan=eps, posinf=torch.finfo(torch.float32).max, neginf=eps)
     log_c = c.clamp_min(eps).log()

@@ -16,7 +16,7 @@ from ..sampler.combine import view_weights
 from ..views.base import LATENT
 from .anti_segregation import anti_segregation_step
 from .attention import CrossAttentionCapture, available_resolutions
-from .balancing import balance_weights
+from .balancing import balance_weights, relative_scores, score_matrix
 from .concepts import concept_token_indices, strip_concept_marks
 from .rectification import rectification_scale
 from .scorers import ScoreInputs, concept_attention_share, make_scorer, resolve_scorer
@@ -60,6 +60,9 @@ class MethodHooks:
         self.scorer_spec = resolve_scorer(config.scorer, getattr(pipeline, "declared_scorer", None)) \
             if config.balance else None
         self.scorer = make_scorer(self.scorer_spec) if config.balance else None
+        if self.scorer is not None and config.balance_scores == "relative" and not self.scorer.needs_images:
+            raise ValueError("balance_scores='relative' compares each view with every prompt: it needs an image "
+                             f"scorer (a CLIP), not {self.scorer!r}")
         if config.rectify and pipeline_reduction_is_sum(views):
             raise ValueError("variance rectification assumes averaged estimates; factorized views are summed")
         needs_tokens = config.anti_segregation is not None or (self.scorer is not None and not self.scorer.needs_images)
@@ -102,8 +105,12 @@ class MethodHooks:
         channels = sample.shape[1]
         weights = None
         if self.scorer is not None:
-            scores = self.scorer(self.score_inputs(step_index, num_steps, t, sample, estimates[:, :, :channels]))
-            weights = balance_weights(scores, step_index, num_steps)
+            inputs = self.score_inputs(step_index, num_steps, t, sample, estimates[:, :, :channels])
+            if self.config.balance_scores == "relative":
+                scores = relative_scores(score_matrix(self.scorer, inputs))
+            else:
+                scores = self.scorer(inputs)
+            weights = balance_weights(scores, step_index, num_steps, strength=self.config.balance_strength)
         scale = None
         if self.config.rectify:
             used = weights if weights is not None else view_weights(self.num_views, self.batch, "mean", sample)

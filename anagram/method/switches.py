@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .balancing import BALANCE_SCORES
 from .rectification import DEFAULT_ESTIMATOR, ESTIMATORS
 
 # The reference applies anti-segregation on the first 26 of 30 steps.
@@ -62,6 +63,10 @@ class MultiTask:
             its ``anagram_defaults.json``, else CLIP ``openai/clip-vit-base-patch32`` by hub id, see
             `anagram.method.scorers.resolve_scorer`), ``"attention"`` (concept attention share, no
             extra network), ``"clip:<id or folder>"``, a registered name, a `Scorer` or a callable.
+        balance_strength: multiplies the balancing exponent ``1 + i/n`` (1: the reference; see
+            `anagram.method.balancing`).
+        balance_scores: ``"raw"`` (the reference: view k's score against its own prompt) or
+            ``"relative"`` (its share of view k's scores against all the prompts, an image scorer only).
         rectify: variance rectification estimator (spec §4, `anagram.method.rectification`):
             ``"bounded"`` (default: normalised correlation clamped to [0, 1], a scale between 1 and
             1/|a|), ``"product"`` (the reference formula, unbounded), ``"correlation"``, or None for off.
@@ -72,6 +77,8 @@ class MultiTask:
     scorer: Any = "auto"
     rectify: str | None = DEFAULT_ESTIMATOR
     anti_segregation: AntiSegregation | None = field(default_factory=AntiSegregation)
+    balance_strength: float = 1.0
+    balance_scores: str = "raw"
 
     def __post_init__(self):
         if self.rectify is True:
@@ -80,6 +87,10 @@ class MultiTask:
             self.rectify = None
         if self.rectify is not None and self.rectify not in ESTIMATORS:
             raise ValueError(f"rectify must be one of {ESTIMATORS} or None, got {self.rectify!r}")
+        if self.balance_scores not in BALANCE_SCORES:
+            raise ValueError(f"balance_scores must be one of {BALANCE_SCORES}, got {self.balance_scores!r}")
+        if not float(self.balance_strength) > 0:
+            raise ValueError(f"balance_strength must be positive, got {self.balance_strength!r}")
         if self.anti_segregation is True:
             self.anti_segregation = AntiSegregation()
         elif isinstance(self.anti_segregation, dict):
