@@ -113,3 +113,13 @@ def test_the_command_line_says_it_once_in_its_own_words(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.output.count("does not know 'cat'") == 1
     assert not [w for w in caught if issubclass(w.category, UnknownWordWarning)]  # not a second time
+
+
+def test_written_paths_stay_on_their_line_in_a_narrow_terminal(tmp_path):
+    """At 80 columns a long output name used to go to the line after 'wrote', alone."""
+    out = tmp_path / "a-rather-long-folder-name-for-the-outputs"
+    result = CliRunner().invoke(app, ["generate", "a digit six", "a digit nine", "--steps", "1", "--out", str(out)],
+                                env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.output.splitlines() if "wrote" in line]
+    assert line.startswith("wrote ") and line.endswith(".png") and len(line) > 80

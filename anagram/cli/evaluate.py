@@ -43,9 +43,9 @@ def evaluate(
                       soft_wrap=True)
         for entry in skipped:
             console.print(f"  {escape(entry['stem'])}: {escape(entry['reason'])}", soft_wrap=True, highlight=False)
-    console.print(f"wrote {directory / METRICS_FILE}")
+    console.print(f"wrote {directory / METRICS_FILE}", soft_wrap=True)
     if sheet:
         from ..outputs.contact_sheet import write_contact_sheet
 
         for page in write_contact_sheet(directory, sort_by="alignment"):
-            console.print(f"wrote {page}")
+            console.print(f"wrote {page}", soft_wrap=True)

@@ -111,7 +111,7 @@ def generate(
                 for sample in loaded.generate(request, seeds[start : start + batch_size],
                                               on_step=lambda: progress.advance(task)):
                     files = loaded.save_sample(out, request, sample, stem=names[sample.seed])
-                    progress.console.print(f"wrote {out / files['image']}", highlight=False)
+                    progress.console.print(f"wrote {out / files['image']}", highlight=False, soft_wrap=True)
     except (ModelLoadError, RecordError, ValueError) as error:
         fail(str(error))
 

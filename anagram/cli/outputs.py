@@ -39,7 +39,7 @@ def animate(
         write_animation(path, out, formats, show_captions=captions, fps=fps, hold_seconds=hold,
                         transition_seconds=transition, size=size, gif_size=gif_size, gif_fps=gif_fps, font_size=font_size,
                         font_path=str(font) if font else None, boomerang=boomerang,
-                        on_written=lambda written: console.print(f"wrote {written}"))
+                        on_written=lambda written: console.print(f"wrote {written}", soft_wrap=True))
     except (MissingRecordError, ViewError, ValueError, OSError) as error:
         fail(str(error))
 
@@ -71,4 +71,4 @@ def sheet(
     except (ViewError, ValueError, OSError) as error:
         fail(str(error))
     for page in pages:
-        console.print(f"wrote {page}")
+        console.print(f"wrote {page}", soft_wrap=True)

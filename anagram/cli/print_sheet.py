@@ -30,4 +30,4 @@ def print_command(
         written = write_print_sheet(found, out, paper=paper, dpi=dpi, landscape=landscape)
     except (PrintSheetError, RecordError, MissingRecordError, ViewError, OSError) as error:
         fail(str(error))
-    console.print(f"wrote {written} ({len(found)} page{'s' if len(found) != 1 else ''})")
+    console.print(f"wrote {written} ({len(found)} page{'s' if len(found) != 1 else ''})", soft_wrap=True)
