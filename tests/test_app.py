@@ -179,3 +179,38 @@ def test_browse_pages_through_a_folder(served, browser):
     assert "samples in" in page.inner_text("#browse-info")
     shot(page, "browse")
     page.close()
+
+
+def test_translate_tab_shows_source_and_translation_side_by_side(served, browser, tmp_path):
+    from test_app_translate import picture, tiny_translator
+    from test_print_sheet import make_sample
+
+    url, config = served
+    (config.out_dir / "picked").mkdir()
+    make_sample(config.out_dir / "picked", "s-pick", ["identity", "rotate_180"], ["a six", "a nine"])
+    tiny_translator(config.out_dir / "runs" / "tiny-browser")  # made after the page was built: found on refresh
+    page = open_page(browser, url)
+    page.get_by_role("tab", name="Translate").click()
+    page.click("#translate")
+    page.get_by_text("upload images or pick samples").first.wait_for()  # nothing chosen: said in the page
+    source = picture(tmp_path / "street.png", (40, 28))
+    page.set_input_files("#translate-upload input[type=file]", [str(source)])
+    page.locator("#translate-upload").get_by_text("street.png").first.wait_for()
+    page.click("#translate")
+    page.get_by_text("pick a translator").first.wait_for()
+    assert "Traceback" not in page.content()
+    page.click("#translate-refresh")
+    page.click("#translator input")
+    page.get_by_role("option", name="tiny-browser (cut: A -> B)").click()
+    page.click("#translate-samples input")
+    page.locator("#translate-samples").get_by_role("option", name="picked/s-pick: a six / a nine").click()
+    page.keyboard.press("Escape")
+    page.click("#translate")
+    page.get_by_text("Translated 2 image(s)").first.wait_for()
+    page.wait_for_function("document.querySelectorAll('#translate-results img').length >= 4")
+    captions = page.inner_text("#translate-results")
+    assert "source: street.png" in captions and "translated: street.png" in captions
+    written = list((config.out_dir / "translations" / "tiny-browser").glob("*/street.png"))
+    assert len(written) == 1 and Image.open(written[0]).size == (40, 28)
+    shot(page, "translate")
+    page.close()

@@ -23,20 +23,26 @@ MAX_QUEUE = 64  # requests waiting at once; more are told to come back
 
 def build_app(out_dir: str | Path = "outputs/app", models: Sequence[str] = ("digits",),
               browse: Sequence[str | Path] = (), *, device: str | None = None, dtype: str = "fp32",
-              preload: bool = True, pool: ModelPool | None = None):
+              preload: bool = True, pool: ModelPool | None = None, translators: Sequence[str | Path] = ()):
     """``(blocks, config)``: the page over a pool of ``models`` (the first is the default, loaded now
-    unless ``preload=False``), writing into ``out_dir``."""
+    unless ``preload=False``), writing into ``out_dir``. The Translate tab offers the translators of
+    the shipped models folder, of ``translators`` (folders, searched too) and of the served folders."""
     out = Path(out_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     roots = [Path(p).expanduser().resolve() for p in browse]
     for root in roots:
         if not root.is_dir():
             raise ValueError(f"no such folder to browse: {root}")
+    offered = [Path(p).expanduser().resolve() for p in translators]
+    for folder in offered:
+        if not folder.is_dir():
+            raise ValueError(f"no such translator folder: {folder}")
     # gradio reads its cache folder when components are made: set it before building the page.
     os.environ["GRADIO_TEMP_DIR"] = str(out / CACHE_FOLDER)
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(out / CACHE_FOLDER / "examples")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+    from .translation import SHIPPED, TranslatorPool
     from .ui import AppConfig, build_blocks
 
     if pool is None:
@@ -47,7 +53,7 @@ def build_app(out_dir: str | Path = "outputs/app", models: Sequence[str] = ("dig
         pool = ModelPool(list(models), device=device, dtype=dtype)
     if preload:
         pool.get(pool.default)
-    config = AppConfig(pool, out, roots)
+    config = AppConfig(pool, out, roots, TranslatorPool([SHIPPED, *offered, out, *roots], device=pool.device))
     demo = build_blocks(config)
     demo.queue(max_size=MAX_QUEUE, default_concurrency_limit=1)
     return demo, config

@@ -1,4 +1,5 @@
-"""The page (gradio Blocks): a Generate tab and a Browse tab over `generation`, `browse` and `results`.
+"""The page (gradio Blocks): Generate, Browse and Translate tabs over `generation`, `browse`, `translation`
+and `results`.
 
 Everything the page does goes through the functions of this package; this file only lays out the
 components and wires their events. Every handler turns a mistake (ValueError and its kin: a bad
@@ -29,6 +30,7 @@ from .generation import MAX_SAMPLES, GenerateForm, build_request, random_seed, r
 from .models import ModelPool
 from .results import animation_files, downloads, inside, print_sheet_file
 from .thumbnails import catalogue, thumbnail
+from .translation import TranslatorPool, translate
 
 MAX_VIEWS = 6
 PRESETS = ("jigsaw:3", "patch_permute:4", "square_hinge:4", "inner_circle:0.3")
@@ -51,6 +53,7 @@ class AppConfig:
     pool: ModelPool
     out_dir: Path
     browse_roots: list[Path] = field(default_factory=list)
+    translators: TranslatorPool | None = None
 
     @property
     def roots(self) -> list[Path]:
@@ -310,6 +313,69 @@ def build_browse_tab(config: AppConfig) -> None:
     strips.select(pick, shown, chosen)
 
 
+# -- Translate --------------------------------------------------------------------------------------------
+
+MAX_SAMPLE_CHOICES = 500
+
+
+def sample_choices(roots: Sequence[Path]) -> list[tuple[str, str]]:
+    """``(label, record path)`` of the samples in the served folders (newest folders' first), for the picker."""
+    from ..outputs.records import RecordError, find_samples
+
+    choices: list[tuple[str, str]] = []
+    for folder in sample_folders(roots):
+        try:
+            samples = find_samples(folder)
+        except (RecordError, FileNotFoundError):
+            continue
+        for sample in samples:
+            label = f"{folder.name}/{sample.stem}: {' / '.join(sample.prompts())}"
+            choices.append((label, str(sample.record_path)))
+    return choices[:MAX_SAMPLE_CHOICES]
+
+
+def build_translate_tab(config: AppConfig) -> None:
+    translators = config.translators
+    found = translators.choices()
+    with gr.Row():
+        with gr.Column(scale=2):
+            translator = gr.Dropdown(found, value=found[0][1] if found else None, allow_custom_value=True,
+                                     label="Translator (one found in the served folders, or the path of a run or "
+                                     "model folder there)", elem_id="translator")
+            refresh = gr.Button("Refresh the lists", elem_id="translate-refresh", scale=0)
+            uploads = gr.File(label="Images to translate", file_count="multiple", type="filepath",
+                              elem_id="translate-upload")
+            samples = gr.Dropdown(sample_choices(config.roots), value=[], multiselect=True,
+                                  label="...or samples from the output folder", elem_id="translate-samples")
+            run_it = gr.Button("Translate", variant="primary", elem_id="translate")
+        with gr.Column(scale=3):
+            status = gr.Markdown(elem_id="translate-status")
+            pairs = gr.Gallery(label="Source | translation", columns=2, height="auto", object_fit="contain",
+                               elem_id="translate-results")
+            files = gr.File(label="Translated images", file_count="multiple", interactive=False,
+                            elem_id="translate-files")
+
+    def on_refresh():
+        listed = translators.choices()
+        return gr.update(choices=listed), gr.update(choices=sample_choices(config.roots))
+
+    refresh.click(on_refresh, None, [translator, samples], show_progress="hidden")
+
+    @shown_errors
+    def on_translate(translator_, uploads_, samples_, progress=gr.Progress()):
+        progress(0, desc="translating")
+        uploaded = [u if isinstance(u, str) else getattr(u, "name", u) for u in (uploads_ or [])]
+        done = translate(translators, translator_ or "", uploaded, samples_ or [], config.out_dir, config.roots)
+        gallery = []
+        for source, translated in done.pairs:
+            gallery += [(str(source), f"source: {source.name}"), (str(translated), f"translated: {translated.name}")]
+        message = (f"Translated {len(done.pairs)} image(s) with `{done.translator}` into `{done.folder}`.")
+        return message, gallery, [str(t) for _, t in done.pairs]
+
+    run_it.click(on_translate, [translator, uploads, samples], [status, pairs, files], concurrency_limit=1,
+                 concurrency_id="translate")
+
+
 def build_blocks(config: AppConfig) -> gr.Blocks:
     """The whole page."""
     with gr.Blocks(title="anagram") as demo:
@@ -319,6 +385,9 @@ def build_blocks(config: AppConfig) -> gr.Blocks:
             build_generate_tab(config)
         with gr.Tab("Browse", id="browse-tab"):
             build_browse_tab(config)
+        if config.translators is not None:
+            with gr.Tab("Translate", id="translate-tab"):
+                build_translate_tab(config)
     return demo
 
 

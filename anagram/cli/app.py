@@ -20,13 +20,15 @@ def app_command(
     out: Path = typer.Option(Path("outputs/app"), "--out", help="Output folder: every result is written here "
                              "as `anagram generate` writes it."),
     browse: List[Path] = typer.Option([], "--browse", help="Another folder the Browse tab may open (repeatable)."),
+    translator: List[Path] = typer.Option([], "--translator", help="A translator (run or model folder of `anagram "
+                                          "translate train`, or a folder of them) the Translate tab offers (repeatable)."),
     host: str = typer.Option("127.0.0.1", help="Address to bind (127.0.0.1: this machine only)."),
     port: int = typer.Option(7860, help="Port."),
     share: bool = typer.Option(False, "--share", help="Also make a public gradio share link (off unless asked)."),
     device: Optional[str] = typer.Option(None, help="Device, e.g. cuda (default: cuda if available, else cpu)."),
     dtype: str = typer.Option("fp32", help="fp32, fp16 or bf16."),
 ):
-    """Start the web app: generate anagrams, browse output folders, make print sheets."""
+    """Start the web app: generate anagrams, browse output folders, make print sheets, translate images."""
     try:
         from ..app.server import build_app, launch
     except ImportError as error:
@@ -37,7 +39,7 @@ def app_command(
     quiet_library_progress_bars()
     try:
         with console.status(f"loading {model[0]}"):
-            demo, config = build_app(out, model, browse, device=device, dtype=dtype)
+            demo, config = build_app(out, model, browse, device=device, dtype=dtype, translators=translator)
     except (ModelLoadError, ValueError) as error:
         fail(str(error))
     console.print(f"serving {', '.join(model)}; results go to {config.out_dir}")
