@@ -123,3 +123,12 @@ def test_written_paths_stay_on_their_line_in_a_narrow_terminal(tmp_path):
     assert result.exit_code == 0, result.output
     [line] = [line for line in result.output.splitlines() if "wrote" in line]
     assert line.startswith("wrote ") and line.endswith(".png") and len(line) > 80
+
+
+def test_a_typo_of_a_builtin_name_is_answered_with_the_name():
+    from anagram.pipelines.loading import ModelLoadError, locate
+
+    with pytest.raises(ModelLoadError, match="did you mean 'digits'.*built-in: digits"):
+        locate("digts")
+    result = CliRunner().invoke(app, ["generate", "a digit six", "--model", "Digits"], env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "did you mean 'digits'" in result.output

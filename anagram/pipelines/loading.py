@@ -9,6 +9,7 @@ as safetensors.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import socket
@@ -135,6 +136,11 @@ def locate(model: str, revision: str | None = None) -> ModelSource:
         return ModelSource(model, str(folder), True, None, config.get("_class_name", ""))
     if model.startswith((".", "/", "~")) or model.count("/") > 1:
         raise ModelLoadError(f"no such model folder: '{model}'")
+    close = difflib.get_close_matches(model, list(builtin_models()), n=1, cutoff=0.75) if "/" not in model else []
+    if close:  # a typo of a built-in name, not a hub id (those are owner/name)
+        raise ModelLoadError(f"no built-in model '{model}': did you mean '{close[0]}'? (built-in: "
+                             f"{', '.join(builtin_models())}; anything else is a folder or a hub id such as "
+                             "stable-diffusion-v1-5/stable-diffusion-v1-5)")
     return _locate_on_hub(model, revision)
 
 
