@@ -132,3 +132,8 @@ def test_a_typo_of_a_builtin_name_is_answered_with_the_name():
         locate("digts")
     result = CliRunner().invoke(app, ["generate", "a digit six", "--model", "Digits"], env={"COLUMNS": "300"})
     assert result.exit_code == 2 and "did you mean 'digits'" in result.output
+
+
+def test_three_prompts_without_views_say_how_to_give_them():
+    with pytest.raises(ValueError, match=r"3 prompts need 3 views.*--views .*views=\[\.\.\.\] in Python"):
+        Request.build(["a digit six", "a digit nine", "a digit one"])

@@ -17,7 +17,9 @@ def parse_views(views, num_prompts: int) -> list[View]:
     """View objects from names, specs, configs or View instances (default: one view per prompt)."""
     if views is None:
         if num_prompts not in DEFAULT_VIEWS:
-            raise ValueError(f"{num_prompts} prompts need {num_prompts} views: pass `views=` (one per prompt)")
+            raise ValueError(f"{num_prompts} prompts need {num_prompts} views, one per prompt in the same order "
+                             "(--views identity,rotate_cw,flip on the command line, views=[...] in Python); only "
+                             "2 prompts have a default (identity,rotate_180)")
         views = DEFAULT_VIEWS[num_prompts]
     if isinstance(views, (str, View, dict)):
         views = [views]
