@@ -11,7 +11,7 @@ Each row is trained from ``--seeds`` seeds (the networks' initialisation and eve
 run), seed-major (every row's seed 0 first), so a cut-short run still has whole seeds.
 
 Budget per run: the task recipe's one epoch of 360 iterations at batch 4 (1,440 source images,
-1437 in the train split), learning rate 2e-4 decaying linearly to 0, generator ngf 16 with 4
+1437 in the train split), learning rate 1e-3 decaying linearly to 0, generator ngf 16 with 4
 residual blocks, 32x32 grayscale; one torch thread (under the shared machine's load one thread
 ran an iteration 3x faster than two). The final checkpoint is measured
 (`anagram.translate.task_evaluation`): content accuracy, FID / KID in the domain classifier's
