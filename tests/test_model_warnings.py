@@ -137,3 +137,13 @@ def test_a_typo_of_a_builtin_name_is_answered_with_the_name():
 def test_three_prompts_without_views_say_how_to_give_them():
     with pytest.raises(ValueError, match=r"3 prompts need 3 views.*--views .*views=\[\.\.\.\] in Python"):
         Request.build(["a digit six", "a digit nine", "a digit one"])
+
+
+def test_sentencepiece_vocabularies_are_read_too():
+    """A small T5 (SentencePiece) vocabulary: its words are '▁word' pieces; before, none were found and
+    every word of every prompt was called unknown, with an empty list of known words."""
+    from anagram.pipelines.vocabulary import prompt_warnings
+    from tiny_models import t5_tokenizer
+
+    [line] = prompt_warnings(t5_tokenizer(max_length=64), ["a painting of a red fox", "a zebra"], "tiny")
+    assert "does not know 'zebra'" in line and "It knows: 0, 1," in line and "red, seven" in line

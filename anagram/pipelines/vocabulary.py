@@ -33,12 +33,18 @@ class UnknownWordWarning(UserWarning):
 def known_words(tokenizer) -> list[str] | None:
     """The words a closed-vocabulary tokenizer spells as one token each; None for an open vocabulary.
 
-    Whole words first, then the single letters (the ``glyphs`` model's letters a-z)."""
+    Whole words first, then the single letters (the ``glyphs`` model's letters a-z). Words are read
+    from CLIP's BPE (``word</w>``) or SentencePiece (``▁word``) pieces; a small vocabulary in neither
+    form (no whole words found) is not checked either."""
     vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
     if not vocab or len(vocab) > CLOSED_VOCABULARY_MAX:
         return None
-    words = [token[: -len("</w>")] for token in vocab if token.endswith("</w>") and not token.startswith("<|")]
-    return sorted(set(words), key=lambda w: (len(w) == 1 and w.isalpha(), w))
+    words = {token[: -len("</w>")] for token in vocab if token.endswith("</w>") and not token.startswith("<|")}
+    words |= {token[1:] for token in vocab if token.startswith("\u2581") and len(token) > 1}
+    words = {w.lower() for w in words if any(ch.isalnum() for ch in w)}  # not punctuation
+    if not words:
+        return None
+    return sorted(words, key=lambda w: (len(w) == 1 and w.isalpha(), w))
 
 
 def prompt_warnings(tokenizer, prompts: Sequence[str], model: str) -> list[str]:
