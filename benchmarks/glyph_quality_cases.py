@@ -9,7 +9,7 @@ The list the benchmark measures is chosen from measured baseline failure rates, 
 is tuned, by `choose_cases`:
 
 1. **Screen** (``python benchmarks/quality.py --screen``): plain averaging (``--method baseline``)
-   makes every candidate on :data:`SCREEN_SEEDS` (16 seeds, disjoint from the table's seeds 0..15,
+   makes every candidate on :data:`SCREEN_SEEDS` (8 seeds, disjoint from the table's seeds 0..15,
    so the table's baseline is a fresh measurement, not the one the cases were picked on); the
    glyph judge and the segregation detector mark each sample a failure when some view is not read
    as its prompt's glyph or the sample is segregated. The result, with the split below, is written
@@ -35,12 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CASES_FILE = Path(__file__).resolve().parent / "glyph_cases.json"
-SCREEN_SEEDS = tuple(range(1000, 1016))
+SCREEN_SEEDS = tuple(range(1000, 1008))
 HARD_FAILURE = 0.5
 EASY_FAILURE = 0.25
 SPLIT_SEED = 13
-MAX_HARD = 4
-MAX_EASY = 3
+MAX_HARD = 3
+MAX_EASY = 2
 
 _DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -84,14 +84,13 @@ def _cases(view: str, pairs: str) -> list[Case]:
 #: Every case screened. Related pairs first (the view maps one glyph's shape onto the other's, more or
 #: less exactly), then loosely related and arbitrary pairs.
 CANDIDATES: tuple[Case, ...] = tuple(
-    _cases("rotate_180", "bq dp nu mw 69 hy ae ft")  # exact or near-exact under a half turn
-    + _cases("rotate_180", "ak xo sz 27 gk")  # loosely related or unrelated
-    + _cases("flip", "bp dq nu mw ae hy")  # upside down (a vertical mirror)
-    + _cases("flip", "rs 38 kx")
-    + _cases("hflip", "bd pq sz")  # mirror image
-    + _cases("rotate_cw", "cn uc m3 w3 zn")  # a quarter turn: c -> n, u -> c, m -> 3
-    + _cases("rotate_cw", "ek 17")
-    + _cases("jigsaw", "ab ox hk 27 es mw")  # interlocking pieces, any pair
+    _cases("rotate_180", "bq nu 69 ae hy")  # exact or near-exact under a half turn
+    + _cases("rotate_180", "ak xo 27")  # loosely related or unrelated
+    + _cases("flip", "bp mw ae")  # upside down (a vertical mirror)
+    + _cases("flip", "rs 38")
+    + _cases("hflip", "bd sz")  # mirror image
+    + _cases("rotate_cw", "cn uc m3 ek")  # a quarter turn: c -> n, u -> c, m -> 3
+    + _cases("jigsaw", "ab ox hk 27 es")  # interlocking pieces, any pair
 )
 
 

@@ -29,7 +29,7 @@ def test_case_names_and_prompts_round_trip():
     with pytest.raises(ValueError):
         gq.Case.parse("rotate_180")
     names = [c.name for c in gq.CANDIDATES]
-    assert len(names) == len(set(names)) >= 30
+    assert len(names) == len(set(names)) >= 20
 
 
 def test_choose_cases_thresholds_split_and_caps():
@@ -119,3 +119,17 @@ def test_judging_rendered_glyphs():
     pair = (torch.maximum(left, right) + 1) / 2
     apart = quality.judge_glyph_samples(pair[None], ["identity", "hflip"], ["a letter b", "a letter q"], GlyphJudge())
     assert apart["segregated"].tolist() == [1.0] and apart["failure"].tolist() == [1.0]
+
+
+def test_second_digit_judge_is_trained_apart(tmp_path):
+    """The digits table's second judge: the shipped classifier's training code with another seed and widths."""
+    from anagram.testbed import train_digit_judge
+    from anagram.testbed.classifier import load_classifier, train_classifier
+
+    model, _ = train_classifier(tmp_path / "judge", epochs=1, seed=train_digit_judge.JUDGE_SEED, progress=False,
+                                channels=(8, 16, 24), extra={"role": "judge (never a scorer)"})
+    loaded = load_classifier(tmp_path / "judge")
+    assert loaded.config["channels"] == [8, 16, 24]
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+    assert train_digit_judge.JUDGE_CHANNELS != (32, 64, 96) and train_digit_judge.JUDGE_SEED != 0

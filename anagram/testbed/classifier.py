@@ -168,14 +168,18 @@ def train_classifier(
     batch_size: int = 64,
     lr: float = 3e-3,
     progress: bool = True,
+    channels: tuple[int, int, int] = (32, 64, 96),
+    extra: dict | None = None,
 ) -> tuple[DigitClassifier, float]:
-    """Train on the train split, save to ``out_dir`` (unless None); returns (model, test accuracy)."""
+    """Train on the train split, save to ``out_dir`` (unless None); returns (model, test accuracy).
+    ``channels`` sets the network's widths (the shipped classifier: 32, 64, 96); ``extra`` is added to
+    the saved config."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     data = load_split(DEFAULT_SIZE)
-    model = DigitClassifier()
+    model = DigitClassifier(channels=tuple(channels))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     n = len(data.train_images)
     steps_per_epoch = math.ceil(n / batch_size)
@@ -206,7 +210,7 @@ def train_classifier(
     acc = accuracy(model, data.test_images, data.test_labels)
     if out_dir is not None:
         save_classifier(model, out_dir, {"test_accuracy": round(acc, 4), "epochs": epochs, "seed": seed,
-                                         "train_seconds": round(time.time() - t0, 1)})
+                                         "train_seconds": round(time.time() - t0, 1), **(extra or {})})
     return model, acc
 
 
