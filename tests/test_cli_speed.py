@@ -57,3 +57,16 @@ def test_views_at_80_columns_show_every_name_whole():
     first_cells = {line.split()[0] for line in lines if line.strip()}
     assert set(available()) <= first_cells  # each name unbroken in its own column
     assert "orthogonal" in result.output and "square" in result.output  # the properties, wrapped as needed
+
+
+def test_command_help_reads_at_80_columns_without_ragged_lines():
+    """Typer kept the docstrings' line breaks, so at 80 columns `anagram batch --help` broke every
+    100-character source line again: a full line, then a stub of a word or two."""
+    result = CliRunner().invoke(app, ["batch", "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    prose = result.output.split("╭")[0]  # the description, above the option boxes
+    lines = [line.strip() for line in prose.splitlines() if line.strip()][1:]  # after "Usage: ..."
+    paragraph_ends = {i for i, line in enumerate(lines) if line.endswith((".", ")"))}
+    stubs = [line for i, line in enumerate(lines) if len(line) < 40 and i not in paragraph_ends]
+    assert not stubs, lines
+    assert "(comma-separated specs)" in " ".join(lines)

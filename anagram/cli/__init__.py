@@ -14,6 +14,7 @@ Importing it is cheap: every verb imports torch, diffusers and the engines only 
 
 from __future__ import annotations
 
+import inspect
 from typing import Optional
 
 import typer
@@ -44,14 +45,21 @@ def _main(version: Optional[bool] = typer.Option(None, "--version", callback=_ve
     """Visual anagrams with diffusion models."""
 
 
-app.command()(generate)
-app.command("views")(list_views)
-app.command("batch")(batch_command)
-app.command()(animate)
-app.command()(sheet)
-app.command()(evaluate)
-app.command("print")(print_command)
-app.command("app")(app_command)
+def _help(command) -> str:
+    """A command's docstring, one line per paragraph: typer keeps the source's line breaks, which a
+    terminal narrower than the source then breaks again mid-sentence (ragged half-empty lines)."""
+    doc = inspect.cleandoc(command.__doc__ or "")
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in doc.split("\n\n"))
+
+
+app.command(help=_help(generate))(generate)
+app.command("views", help=_help(list_views))(list_views)
+app.command("batch", help=_help(batch_command))(batch_command)
+app.command(help=_help(animate))(animate)
+app.command(help=_help(sheet))(sheet)
+app.command(help=_help(evaluate))(evaluate)
+app.command("print", help=_help(print_command))(print_command)
+app.command("app", help=_help(app_command))(app_command)
 app.add_typer(translate_app, name="translate")
 
 
