@@ -6,6 +6,7 @@ writing into a temporary folder. Set ANAGRAM_SCREENSHOTS=1 to refresh docs/scree
 
 import json
 import os
+import re
 import shutil
 import socket
 import threading
@@ -110,6 +111,15 @@ def test_generate_in_the_browser_and_the_json_reproduces_the_image(served, brows
     assert ready > 0, "the MP4 animation plays in the browser"
     shot(page, "generate")
 
+    page.click("#make-sheet")  # the print sheet of the sample shown
+    with page.expect_download() as info:
+        page.locator("#print-sheet a").first.click()
+    from pypdf import PdfReader
+
+    sheet = PdfReader(info.value.path())
+    assert len(sheet.pages) == 1 and "a digit nine" in sheet.pages[0].extract_text()
+    assert round(float(sheet.pages[0].mediabox.width) / 72 * 25.4) == 210  # A4, the default paper
+
     json_path = tmp_path / "record.json"
     json_path.write_text(json.dumps(record))
     from anagram.cli import app
@@ -118,6 +128,17 @@ def test_generate_in_the_browser_and_the_json_reproduces_the_image(served, brows
     assert result.exit_code == 0, result.output
     again = np.asarray(Image.open(tmp_path / "again" / record["files"]["image"]))
     assert np.array_equal(again, np.asarray(Image.open(served_image)))
+    page.close()
+
+
+def test_an_example_fills_the_form(served, browser):
+    url, _ = served
+    page = open_page(browser, url)
+    example = page.get_by_text("a digit one / a digit seven (identity, jigsaw)")
+    example.wait_for()  # a line per example, shown (a table of the values showed blank cells)
+    example.click()
+    page.wait_for_function("document.querySelector('#prompt-1 textarea').value === 'a digit one'")
+    assert page.input_value("#prompt-2 textarea") == "a digit seven" and "jigsaw" in page.inner_text("#views")
     page.close()
 
 
@@ -143,10 +164,11 @@ def test_two_requests_at_once_both_finish_with_their_own_results(served, browser
     url, config = served
     pages = [open_page(browser, url), open_page(browser, url)]
     wanted = [["a digit two", "a digit five"], ["a digit zero", "a digit eight"]]
-    for page, prompts, seed in zip(pages, wanted, (11, 12)):
-        fill(page, prompts, seed)
+    for page, prompts, seed, steps in zip(pages, wanted, (11, 12), (24, 4)):
+        fill(page, prompts, seed, steps)  # the first takes long enough for the second to wait its turn
     for page in pages:
         page.click("#generate")
+    pages[1].get_by_text(re.compile(r"queue: \d+/\d+")).first.wait_for()  # the second is told its place
     for page, prompts, seed in zip(pages, wanted, (11, 12)):
         page.wait_for_selector("#downloads a")
         record = downloaded_record(page)

@@ -78,6 +78,12 @@ def shown_errors(handler: Callable) -> Callable:
     return wrapped
 
 
+def example_label(style: str, views: Sequence[str], *prompts: str) -> str:
+    """One line per example (a table of its values rendered blank cells in Chromium: long headers, empty styles)."""
+    shown = " / ".join(f"{style} {p}".strip() for p in prompts)
+    return f"{shown} ({', '.join(views)})"
+
+
 def view_choices() -> list[str]:
     return [*available(), *PRESETS]
 
@@ -164,8 +170,9 @@ def build_generate_tab(config: AppConfig) -> None:
                     interval = gr.Number(1, precision=0, minimum=1, label="every k-th step")
                 share_uncond = gr.Checkbox(False, label="Share the unconditional branch (faster, approximate)")
             generate = gr.Button("Generate", variant="primary", elem_id="generate")
-            gr.Examples(EXAMPLES.get(pool.default, EXAMPLES[None]), inputs=[style, views, prompts[0], prompts[1]],
-                        label="Examples")
+            examples = EXAMPLES.get(pool.default, EXAMPLES[None])
+            gr.Examples(examples, inputs=[style, views, prompts[0], prompts[1]], label="Examples",
+                        example_labels=[example_label(*example) for example in examples])
             with gr.Accordion("Every view", open=False):
                 every_view = gr.Gallery(catalogue(), columns=5, height=420, allow_preview=False,
                                         label="Click a view to add it", elem_id="every-view")
