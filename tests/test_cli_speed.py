@@ -64,9 +64,14 @@ def test_command_help_reads_at_80_columns_without_ragged_lines():
     100-character source line again: a full line, then a stub of a word or two."""
     result = CliRunner().invoke(app, ["batch", "--help"], env={"COLUMNS": "80"})
     assert result.exit_code == 0
-    prose = result.output.split("╭")[0]  # the description, above the option boxes
+    prose = result.output.split("Arguments:")[0]  # the description, above the arguments and options
     lines = [line.strip() for line in prose.splitlines() if line.strip()][1:]  # after "Usage: ..."
     paragraph_ends = {i for i, line in enumerate(lines) if line.endswith((".", ")"))}
     stubs = [line for i, line in enumerate(lines) if len(line) < 40 and i not in paragraph_ends]
     assert not stubs, lines
     assert "(comma-separated specs)" in " ".join(lines)
+    options = result.output.split("Options:")[1]
+    assert "Output folder (also holds manifest.jsonl)." in options  # not cut to "Output…" in a squeezed column
+    summary = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "80"}).output
+    assert not [line for line in summary.splitlines()[1:] if line.rstrip().endswith("...")]
+    assert "over every sample; writes metrics.csv." in summary  # the whole first paragraph

@@ -28,7 +28,8 @@ from .print_sheet import print_command
 from .translate import translate_app
 from .views import list_views
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Visual anagrams with diffusion models.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Visual anagrams with diffusion models.",
+                  rich_markup_mode=None)  # click's plain help: the option texts keep their width at 80 columns
 
 
 def _version(value: bool) -> None:
@@ -45,22 +46,36 @@ def _main(version: Optional[bool] = typer.Option(None, "--version", callback=_ve
     """Visual anagrams with diffusion models."""
 
 
-def _help(command) -> str:
-    """A command's docstring, one line per paragraph: typer keeps the source's line breaks, which a
-    terminal narrower than the source then breaks again mid-sentence (ragged half-empty lines)."""
-    doc = inspect.cleandoc(command.__doc__ or "")
-    return "\n\n".join(" ".join(paragraph.split()) for paragraph in doc.split("\n\n"))
-
-
-app.command(help=_help(generate))(generate)
-app.command("views", help=_help(list_views))(list_views)
-app.command("batch", help=_help(batch_command))(batch_command)
-app.command(help=_help(animate))(animate)
-app.command(help=_help(sheet))(sheet)
-app.command(help=_help(evaluate))(evaluate)
-app.command("print", help=_help(print_command))(print_command)
-app.command("app", help=_help(app_command))(app_command)
+app.command()(generate)
+app.command("views")(list_views)
+app.command("batch")(batch_command)
+app.command()(animate)
+app.command()(sheet)
+app.command()(evaluate)
+app.command("print")(print_command)
+app.command("app")(app_command)
 app.add_typer(translate_app, name="translate")
+
+
+def _paragraphs(text: str) -> list[str]:
+    return [" ".join(paragraph.split()) for paragraph in inspect.cleandoc(text or "").split("\n\n")]
+
+
+def _unwrap_help(typer_app: typer.Typer) -> None:
+    """Each command's help one line per paragraph, and its summary the whole first paragraph: click
+    would break the docstrings' 100-column lines again in a narrower terminal (ragged half-empty
+    lines) and cut the command list's summaries to a few words with "..."."""
+    for info in typer_app.registered_commands:
+        paragraphs = _paragraphs(info.help or getattr(info.callback, "__doc__", "") or "")
+        info.help, info.short_help = "\n\n".join(paragraphs), info.short_help or paragraphs[0]
+    for group in typer_app.registered_groups:
+        help_text = group.help if isinstance(group.help, str) else group.typer_instance.info.help
+        if isinstance(help_text, str):
+            group.short_help = group.short_help or _paragraphs(help_text)[0]
+        _unwrap_help(group.typer_instance)
+
+
+_unwrap_help(app)
 
 
 def main() -> None:  # pragma: no cover - console-script entry
