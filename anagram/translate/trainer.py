@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -230,7 +231,9 @@ def train(domain_a: Domain, domain_b: Domain, config: TranslationConfig, options
     out = Path(options.out)
     for domain in (domain_a, domain_b):
         check_domain(domain, config.channels, options.mixed_channels)
-    accelerator = accelerator or Accelerator(mixed_precision=options.mixed_precision, cpu=options.cpu)
+    # several processes (torchrun) and no GPU: data parallel on the CPU (gloo), not one lone run per process
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    accelerator = accelerator or Accelerator(mixed_precision=options.mixed_precision, cpu=options.cpu or launched)
     world, rank = accelerator.num_processes, accelerator.process_index
     batches = UnpairedBatches(domain_a, domain_b, config, world_size=world, rank=rank)
     total = batches.total_steps
