@@ -12,6 +12,8 @@ Rooms, one concern each (``../shared/spec/translate.md`` in the project is the r
 * `trainer` — the loop on accelerate (CPU, one GPU, several), resumable exactly.
 * `pipeline` — `TranslationPipeline` for inference; `apply` translates files and folders.
 * `evaluation` — FID / KID (torchmetrics) in a stated feature space, and the identity guard.
+* `keep_views` — translations equivariant to an anagram's views (flips, rotations).
+* `digits_task`, `task_evaluation` — the offline task ``digits-to-typeset`` and its measurements.
 
 Nothing here prints: the trainer reports through a callback and returns its result. Imports are
 lazy: ``import anagram.translate`` loads neither diffusers nor accelerate.
@@ -33,6 +35,9 @@ _LAZY = {
     "train": "anagram.translate.trainer",
     "TrainOptions": "anagram.translate.trainer",
     "evaluate_translation": "anagram.translate.evaluation",
+    "translate_keeping_views": "anagram.translate.keep_views",
+    "load_task": "anagram.translate.digits_task",
+    "evaluate_task": "anagram.translate.task_evaluation",
 }
 
 __all__ = sorted(_LAZY)
