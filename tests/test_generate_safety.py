@@ -136,3 +136,16 @@ def test_unreachable_hub_fails_fast_with_one_correct_message(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE is set"):
         locate("someone/not-in-any-cache")
+
+
+def test_from_json_refuses_options_it_would_ignore(tmp_path):
+    """`--from-json X --seed 5 --steps 1` used to remake seed 0 at 30 steps without a word."""
+    out = tmp_path / "out"
+    assert run("a digit six", "a digit nine", *FAST, "--out", str(out))[0].exit_code == 0
+    record = out / [n for n in names(out)][0]
+    result, text = run("--from-json", str(record.with_suffix(".json")), "--seed", "5", "--steps", "1")
+    assert result.exit_code == 2 and "--steps, --seed cannot be used" in text and "denoising" not in text
+    assert not (out / "regenerated").exists()
+    assert run("--from-json", str(record), "--device", "cpu")[0].exit_code == 0  # where it runs is free
+    result, text = run("--from-json", str(record))
+    assert result.exit_code == 2 and "choose another --out" in text and "--seed" not in text

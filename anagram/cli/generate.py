@@ -74,6 +74,20 @@ def generate(
     try:
         kept_name = None
         if from_json is not None:
+            ignored = [name for name, value, default in (
+                ("prompts", prompts, None), ("--views", views, None), ("--style", style, None),
+                ("--negative", negative, None), ("--model", model, "digits"), ("--revision", revision, None),
+                ("--steps", steps, None), ("--guidance", guidance, None), ("--seed", seed, 0),
+                ("--num-samples", num_samples, 1), ("--size", size, None), ("--dtype", dtype, "fp32"),
+                ("--method", method, "baseline"), ("--share-uncond", share_uncond, False),
+                ("--balance/--no-balance", balance, None), ("--scorer", scorer, None), ("--rectify", rectify, None),
+                ("--anti-seg/--no-anti-seg", anti_seg, None), ("--anti-seg-step-size", anti_seg_step_size, None),
+                ("--anti-seg-fraction", anti_seg_fraction, None), ("--anti-seg-resolution", anti_seg_resolution, None),
+                ("--anti-seg-layers", anti_seg_layers, None), ("--anti-seg-interval", anti_seg_interval, None),
+                ("--upscaler", upscaler, None)) if value not in (default, [], ())]
+            if ignored:  # they used to be dropped without a word: the record alone says what is made
+                fail(f"--from-json remakes the recorded sample exactly, so {', '.join(ignored)} cannot be used with "
+                     "it; leave them out, or run without --from-json (the record's parameters are in the JSON)")
             record = read_record(from_json)
             request, seed = request_from_record(record)
             num_samples = 1
@@ -93,7 +107,8 @@ def generate(
             out = out or Path("outputs")
         seeds = list(range(seed, seed + num_samples))
         names = {s: kept_name or sample_name(request, s) for s in seeds}  # a regenerated sample keeps its name
-        prepare_output_folder(out, list(names.values()), overwrite, sample_files)
+        prepare_output_folder(out, list(names.values()), overwrite, sample_files,
+                              other="--out" if from_json is not None else "--out or --seed")
         device = check_device(device)
         for line in filter(None, [dtype_warning(request.dtype, device)]):
             warn(line)
@@ -116,7 +131,7 @@ def generate(
         fail(str(error))
 
 
-def prepare_output_folder(out: Path, stems: list[str], overwrite: bool, files_of) -> None:
+def prepare_output_folder(out: Path, stems: list[str], overwrite: bool, files_of, other: str = "--out or --seed") -> None:
     """Make sure `out` is a writable folder and holds none of these samples (unless `overwrite`),
     before any model loads: a mistake here must not cost a finished sampling run."""
     if out.exists() and not out.is_dir():
@@ -131,4 +146,4 @@ def prepare_output_folder(out: Path, stems: list[str], overwrite: bool, files_of
     if taken and not overwrite:
         shown = ", ".join(str(path) for path in taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "")
         fail(f"{shown} already exist: a sample with these parameters and seed was generated before. Pass --overwrite "
-             "to replace it, or choose another --out or --seed")
+             f"to replace it, or choose another {other}")
