@@ -277,8 +277,12 @@ def main(argv=None) -> dict:
               f"{flops:.2f} | {flop_ratio} | {shown_memory} | {row['negatives_per_query']} |")
     mcdut = next((r for r in results if r["row"] == "mcdut"), None)
     if mcdut:
-        verdict = "meets" if mcdut["ratio_to_cut"] <= 1.5 else "misses"
-        print(f"\nmcdut / cut = {mcdut['ratio_to_cut']:.2f} ({verdict} the 1.5x goal)")
+        # on a CPU shared with other programs, wall time measures them too; this process's CPU time does not
+        key = "cpu_ratio_to_cut" if device.type == "cpu" else "ratio_to_cut"
+        verdict = "meets" if mcdut[key] <= 1.5 else "misses"
+        print(f"\nmcdut / cut = {mcdut[key]:.2f} in {'CPU' if device.type == 'cpu' else 'wall'} seconds "
+              f"(wall {mcdut['ratio_to_cut']:.2f}, GFLOP {mcdut['flop_ratio_to_cut'] or float('nan'):.2f}): "
+              f"{verdict} the 1.5x goal")
     report = {"size": size_name, "network": size, "device": str(device), "threads": torch.get_num_threads(),
               "flush_denormal": device.type == "cpu" and not args.keep_denormals, "warmup": args.warmup,
               "steps": steps, "rounds": args.rounds, "rows": results, "torch": torch.__version__}
