@@ -147,3 +147,18 @@ def test_sentencepiece_vocabularies_are_read_too():
 
     [line] = prompt_warnings(t5_tokenizer(max_length=64), ["a painting of a red fox", "a zebra"], "tiny")
     assert "does not know 'zebra'" in line and "It knows: 0, 1," in line and "red, seven" in line
+
+
+def test_a_view_that_cannot_cut_a_latent_says_so_in_image_sizes():
+    """A latent model's views act on the latent: 'use a size that is a multiple of 5, e.g. 15 or 20'
+    was in latent pixels, 8 times smaller than the --size a user gives."""
+    from anagram.views.base import ViewError
+    from tiny_models import sd_components
+
+    pipe = AnagramPipeline(**sd_components())
+    factor = pipe.vae_scale_factor
+    assert factor > 1
+    with pytest.raises(ViewError, match=rf"latent of the {16 * factor}x{16 * factor} image: multiply those sizes "
+                                        rf"by {factor}"):
+        pipe(["a red fox", "a duck"], views=["identity", "jigsaw:5"], height=16 * factor, width=16 * factor,
+             num_inference_steps=1, output_type="latent")

@@ -131,7 +131,8 @@ def generate(
         fail(str(error))
 
 
-def prepare_output_folder(out: Path, stems: list[str], overwrite: bool, files_of, other: str = "--out or --seed") -> None:
+def prepare_output_folder(out: Path, stems: list[str], overwrite: bool, files_of,
+                          other: str = "--out or --seed") -> None:
     """Make sure `out` is a writable folder and holds none of these samples (unless `overwrite`),
     before any model loads: a mistake here must not cost a finished sampling run."""
     if out.exists() and not out.is_dir():

@@ -492,6 +492,7 @@ def write_animation(
 
 __all__ = [
     "AnimationError", "MissingRecordError", "animation_frames", "ease_in_out", "find_samples",
-    "frame_count", "gif_bytes", "gif_palette", "gif_settings", "hold_frames", "is_grey", "parse_formats", "scaled_size", "to_pil", "tour", "transition_frame",
+    "frame_count", "gif_bytes", "gif_palette", "gif_settings", "hold_frames", "is_grey", "parse_formats",
+    "scaled_size", "to_pil", "tour", "transition_frame",
     "transition_frames", "write_animation", "write_gif", "write_mp4",
 ]

@@ -131,7 +131,7 @@ class AnagramCallMixin:
         self.check_size(height, width)
         factor = getattr(self, "vae_scale_factor", 1)
         num_prompts = 1 if isinstance(prompt, str) else len(prompt or [])
-        views = resolve_views(views, num_prompts, height // factor, width // factor, self.sample_space)
+        views = resolve_views(views, num_prompts, height // factor, width // factor, self.sample_space, scale=factor)
         if factor != 1:  # the views are also rendered on the decoded image
             for view in views:
                 problem = view.size_problem(height, width)

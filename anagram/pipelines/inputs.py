@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..views import parse_view
-from ..views.base import View
+from ..views.base import View, ViewError
 
 DEFAULT_VIEWS = {1: ("identity",), 2: ("identity", "rotate_180")}
 
@@ -29,11 +29,22 @@ def parse_views(views, num_prompts: int) -> list[View]:
     return resolved
 
 
-def resolve_views(views, num_prompts: int, height: int, width: int, space: str) -> list[View]:
-    """The views of a call, parsed (`parse_views`) and checked for the sample's size and space."""
+def resolve_views(views, num_prompts: int, height: int, width: int, space: str, scale: int = 1) -> list[View]:
+    """The views of a call, parsed (`parse_views`) and checked for the sample's size and space.
+
+    ``height x width`` is the grid the views act on: the image's for a pixel model, the latent's for
+    a latent one (``scale``: the VAE's factor), where a view's size advice is given in latent pixels
+    and is translated here into image sizes."""
     resolved = parse_views(views, num_prompts)
     for view in resolved:
-        view.check(height, width, space)
+        try:
+            view.check(height, width, space)
+        except ViewError as error:
+            if scale == 1:
+                raise
+            raise ViewError(f"{error} (on this latent model the views act on the {height}x{width} latent of the "
+                            f"{height * scale}x{width * scale} image: multiply those sizes by {scale} for the "
+                            "image size)") from None
     return resolved
 
 
