@@ -149,3 +149,9 @@ def test_from_json_refuses_options_it_would_ignore(tmp_path):
     assert run("--from-json", str(record), "--device", "cpu")[0].exit_code == 0  # where it runs is free
     result, text = run("--from-json", str(record))
     assert result.exit_code == 2 and "choose another --out" in text and "--seed" not in text
+
+
+def test_a_space_after_a_comma_in_views_is_explained():
+    """`--views identity, rotate_180`: the shell makes 'rotate_180' a prompt; it used to say "unknown view ''"."""
+    result, text = run("a digit six", "a digit nine", "--views", "identity,", "rotate_180")
+    assert result.exit_code == 2 and "'rotate_180' was meant as a view" in text and "identity,rotate_180" in text

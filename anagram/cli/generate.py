@@ -96,6 +96,11 @@ def generate(
         else:
             if not prompts:
                 fail("give one prompt per view, e.g. anagram generate \"a digit six\" \"a digit nine\"")
+            if views is not None and any(not part.strip() for part in views.split(",")):
+                shell = (f" (the shell cut '--views {views} {prompts[-1]}' at the space: the last prompt "
+                         f"{prompts[-1]!r} was meant as a view?)" if views.rstrip().endswith(",") else "")
+                fail(f"--views {views!r} holds an empty view name{shell}: separate the views with commas and no "
+                     "spaces, e.g. --views identity,rotate_180, or quote the list")
             method_spec = method_from_switches(
                 method, balance=balance, scorer=scorer, rectify=rectify, anti_seg=anti_seg,
                 step_size=anti_seg_step_size, fraction=anti_seg_fraction, resolution=anti_seg_resolution,
