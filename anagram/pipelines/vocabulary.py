@@ -47,6 +47,20 @@ def known_words(tokenizer) -> list[str] | None:
     return sorted(words, key=lambda w: (len(w) == 1 and w.isalpha(), w))
 
 
+def describe_words(words: Sequence[str]) -> str:
+    """``an, digit, ..., zero, 0-9; single letters: a-z``: the words, then numerals and letters in short."""
+    singles = [w for w in words if len(w) == 1 and w.isalnum()]
+    digits = sorted(w for w in singles if w.isdigit())
+    letters = sorted(w for w in singles if not w.isdigit())
+    parts = [w for w in words if w not in singles]
+    if digits:
+        parts.append("0-9" if len(digits) == 10 else ", ".join(digits))
+    text = ", ".join(parts)
+    if letters:
+        text += f"; single letters: {'a-z' if len(letters) == 26 else ', '.join(letters)}"
+    return text
+
+
 def prompt_warnings(tokenizer, prompts: Sequence[str], model: str) -> list[str]:
     """What the model will not read in these prompts: words outside a closed vocabulary, and prompts
     longer than the tokenizer keeps (their ends, where the concept usually is, are cut)."""
@@ -63,7 +77,7 @@ def prompt_warnings(tokenizer, prompts: Sequence[str], model: str) -> list[str]:
             unknown = [w for w in re.findall(r"[^\W_]+", plain.lower()) if w not in words]
             if unknown:
                 found.append(f"the model '{model}' does not know {', '.join(map(repr, unknown))} (prompt "
-                             f"{plain!r}): that view will show no readable word. It knows: {', '.join(words)}")
+                             f"{plain!r}): that view will show no readable word. It knows: {describe_words(words)}")
         if limit and limit < 10_000 and not unknown:  # unknown words are spelt letter by letter: said above
             with TOKENIZER_LOCK:
                 length = len(tokenizer(plain, verbose=False).input_ids)
@@ -112,5 +126,5 @@ def warn_unreadable_prompts(pipe, prompts: Sequence[str]) -> list[str]:
     return found
 
 
-__all__ = ["CLOSED_VOCABULARY_MAX", "UnknownWordWarning", "known_words", "model_label", "prompt_warnings",
-           "warn_unreadable_prompts"]
+__all__ = ["CLOSED_VOCABULARY_MAX", "UnknownWordWarning", "describe_words", "known_words", "model_label",
+           "prompt_warnings", "warn_unreadable_prompts"]
