@@ -148,6 +148,16 @@ def same_network(scorer: str | None, judge: str) -> bool:
 # -- generation (with an optional cache of finished samples) ---------------------------------------------
 
 
+def fingerprint(spec: str | None) -> str | None:
+    """A short hash of a ``clip:<folder>`` scorer's weights (so a retrained scorer never reuses a cached sample)."""
+    if not spec or not spec.startswith("clip:"):
+        return None
+    weights = Path(spec[5:]) / "model.safetensors"
+    if not weights.is_file():
+        return None
+    return hashlib.sha1(weights.read_bytes()).hexdigest()[:16]
+
+
 def generate(pipe, model_name, prompts, views, method, seeds, steps, guidance, cache: Path | None,
              share=False) -> tuple[torch.Tensor, float]:
     """``(B, C, H, W)`` images in [0, 1], quantised to 8 bits as a saved PNG is, and seconds per sample
@@ -156,6 +166,9 @@ def generate(pipe, model_name, prompts, views, method, seeds, steps, guidance, c
     if cache is not None:
         record = {"model": model_name, "prompts": prompts, "views": views, "method": method_record(method),
                   "share": share, "seeds": list(seeds), "steps": steps, "guidance": guidance}
+        scorer_weights = fingerprint(scorer_of(method, getattr(pipe, "declared_scorer", None)))
+        if scorer_weights:
+            record["scorer_weights"] = scorer_weights
         key = hashlib.sha1(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:20]
         path = cache / f"{key}.safetensors"
         if path.exists():
@@ -267,6 +280,7 @@ def run_glyphs(args, parser) -> dict:
           f"{len(seeds)} seeds, {steps} steps, guidance {guidance}; judge: glyphs (+ segregation detector); "
           f"CLIP judge: {clip_spec if clip_judge else 'none'}", flush=True)
     results: dict = {"model": "glyphs", "steps": steps, "guidance": guidance, "seeds": seeds, "judge": "glyphs",
+                     "glyph_clip_weights": fingerprint(GLYPH_CLIP),
                      "clip_judge": clip_spec if clip_judge else None, "methods": {}, "cases": {}}
     per: dict = {}
     for name in chosen:
