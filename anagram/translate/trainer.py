@@ -233,7 +233,13 @@ def train(domain_a: Domain, domain_b: Domain, config: TranslationConfig, options
         check_domain(domain, config.channels, options.mixed_channels)
     # several processes (torchrun) and no GPU: data parallel on the CPU (gloo), not one lone run per process
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    accelerator = accelerator or Accelerator(mixed_precision=options.mixed_precision, cpu=options.cpu or launched)
+    if accelerator is None:
+        from accelerate.state import AcceleratorState
+
+        earlier = AcceleratorState._shared_state  # a run before this one, in this process (a notebook, the app)
+        if earlier and earlier.get("_mixed_precision") != options.mixed_precision:
+            AcceleratorState._reset_state()  # accelerate refuses another precision otherwise; the process group stays
+        accelerator = Accelerator(mixed_precision=options.mixed_precision, cpu=options.cpu or launched)
     world, rank = accelerator.num_processes, accelerator.process_index
     batches = UnpairedBatches(domain_a, domain_b, config, world_size=world, rank=rank)
     total = batches.total_steps
