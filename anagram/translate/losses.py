@@ -123,13 +123,15 @@ def random_negative_ids(num_locations: int, sampled_ids: torch.Tensor, count: in
                         generator: torch.Generator | None = None) -> torch.Tensor:
     """``count`` flat locations drawn uniformly from those NOT in ``sampled_ids`` (never a positive), with
     replacement; the "more negatives, no crops" control. Empty when every location is sampled."""
-    taken = torch.zeros(num_locations, dtype=torch.bool)
-    taken[sampled_ids.cpu()] = True
-    free = (~taken).nonzero().squeeze(1)
-    if free.numel() == 0 or count == 0:
+    free_count = num_locations - sampled_ids.numel()  # the sampled ids are distinct (`sample_locations`)
+    if free_count <= 0 or count == 0:
         return torch.zeros(0, dtype=torch.long, device=sampled_ids.device)
-    picks = torch.randint(0, free.numel(), (count,), generator=generator)
-    return free[picks].to(sampled_ids.device, non_blocking=True)
+    # the free locations in ascending order, found on the ids' device without a host sync (no nonzero())
+    taken = torch.zeros(num_locations, dtype=torch.int8, device=sampled_ids.device)
+    taken[sampled_ids] = 1
+    free = torch.argsort(taken, stable=True)[:free_count]
+    picks = torch.randint(0, free_count, (count,), generator=generator)
+    return free[picks.to(sampled_ids.device, non_blocking=True)]
 
 
 def pool_patches(projected: torch.Tensor) -> torch.Tensor:
