@@ -234,5 +234,8 @@ def test_translate_tab_shows_source_and_translation_side_by_side(served, browser
     assert "source: street.png" in captions and "translated: street.png" in captions
     written = list((config.out_dir / "translations" / "tiny-browser").glob("*/street.png"))
     assert len(written) == 1 and Image.open(written[0]).size == (40, 28)
+    for close in page.locator(".toast-close").all():  # the earlier messages, out of the picture
+        close.click()
+    page.wait_for_timeout(800)  # their fade-out
     shot(page, "translate")
     page.close()
