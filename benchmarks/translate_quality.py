@@ -18,7 +18,9 @@ ran an iteration 3x faster than two). The final checkpoint is measured
 features, and the rate at which the domain classifier takes G(a) for typeset.
 
 Each finished run is appended to ``OUT/results.jsonl`` and skipped when the script is run again,
-so an interrupted ablation resumes. The table (mean and spread over seeds) is printed and written
+so an interrupted ablation resumes; with ``--claim`` several single-thread processes share the
+work (on the shared 2-core machine one thread ran an iteration about 3x faster than two, so two
+one-thread processes use the two cores better than one two-thread process). The table (mean and spread over seeds) is printed and written
 to ``OUT/table.md``.
 """
 
@@ -105,6 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="stop each run early (default: the full epoch)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--evaluate-only", action="store_true", help="re-measure the finished runs, train nothing")
+    parser.add_argument("--table-only", action="store_true", help="print the table of the finished runs")
+    parser.add_argument("--claim", action="store_true", help="several processes share OUT: each run is claimed "
+                        "(OUT/<run>.claim) by the first process that reaches it")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
@@ -114,7 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "results.jsonl"
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
-    if args.evaluate_only:
+    if args.table_only:
+        pass
+    elif args.evaluate_only:
         fresh = []
         for record in done:
             report = evaluate_run(args.out / slug(record["row"], record["seed"]))
@@ -128,6 +135,11 @@ def main(argv: list[str] | None = None) -> None:
             for row in rows:
                 if any(r["row"] == row and r["seed"] == seed for r in done):
                     continue
+                if args.claim:
+                    try:
+                        (args.out / f"{slug(row, seed)}.claim").mkdir()
+                    except FileExistsError:
+                        continue
                 seconds = train_run(row, seed, args.out, args.max_steps)
                 record = {"row": row, "seed": seed, "train_seconds": round(seconds, 1),
                           **evaluate_run(args.out / slug(row, seed))}
@@ -137,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{row} seed {seed}: {seconds:.0f} s, content {record['content_accuracy']:.3f} "
                       f"FID {record['fid']:.2f} KID {record['kid_mean']:.4f} "
                       f"taken-for-B {record['domain_rate']:.3f}", flush=True)
+    if args.claim or args.table_only:  # the other processes' runs too
+        done = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     text = table(done, args.seeds)
     if done:
         first = done[0]
