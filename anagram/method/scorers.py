@@ -363,7 +363,7 @@ def check_scorer_available(spec: Any, hub_reachable: Callable[[], bool] | None =
                    if repo_id == DEFAULT_CLIP else "")
         raise ScorerError(
             f"the balancing scorer 'clip:{repo_id}'{default} is not in the local Hugging Face cache and {why}. "
-            f"Download it once on a connected machine, or: {_ALTERNATIVES}")
+            f"Download it once on a connected machine (it is fetched on first use), or instead: {_ALTERNATIVES[0].lower()}{_ALTERNATIVES[1:]}")
     return f"downloading the balancing scorer's CLIP model '{repo_id}' from the Hugging Face hub (first use only)"
 
 
