@@ -1,6 +1,7 @@
 """`anagram evaluate` on folders of known content, judged by the shipped digit classifier."""
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ def test_metrics_of_known_samples(tmp_path, digits_by_class):
     (tmp_path / "manifest.json").write_text("{}")  # non-sample JSON files are ignored
     result = evaluate_folder(tmp_path)
     assert result["judge"] == "digits" and result["samples"] == 2
-    assert result["success_rate"] == 0.5
+    assert result["success_rate"] == 0.5 and "segregation_rate" not in result  # the digit judge cannot tell it
     rows = {row["stem"]: row for row in csv.DictReader(open(tmp_path / "metrics.csv"))}
     assert rows["right"]["success"] == "True" and rows["wrong"]["success"] == "False"
     assert float(rows["right"]["alignment"]) > 0.9 > float(rows["wrong"]["alignment"])
@@ -80,3 +81,55 @@ def test_a_sample_the_judge_cannot_score_is_listed_not_fatal(tmp_path, digits_by
     (tmp_path / "fine.json").unlink()
     with pytest.raises(ValueError, match="could score none"):
         evaluate_folder(tmp_path)
+
+
+# -- the glyph testbed: the glyph judge (auto from the model's declared judge) and the segregation rate
+
+
+def glyph_image(*placed):
+    """Renders ``(glyph, centre, scale)`` combined on one canvas, ``(H, W)`` in [0, 1]."""
+    from anagram.testbed.glyphs import Placement, render_glyph
+
+    return np.maximum.reduce([((render_glyph(g, 0, Placement(scale=s, center=c))[0].numpy() + 1) / 2)
+                              for g, c, s in placed])
+
+
+def write_glyph_sample(folder, stem, image01, prompts, views, seed=0, model=None):
+    record = SampleRecord(prompts=prompts, full_prompts=prompts, views=[{"name": v} for v in views], seed=seed,
+                          num_inference_steps=30, guidance_scale=3.0, model=model or {"model": "glyphs"},
+                          files=sample_files(stem))
+    write_png(folder / f"{stem}.png", Image.fromarray((image01 * 255).round().astype(np.uint8), mode="L"))
+    write_json(folder / f"{stem}.json", record.to_dict())
+
+
+def test_glyph_samples_report_segregation(tmp_path):
+    one_b = glyph_image(("b", (0.5, 0.5), 0.7))
+    a_and_7 = glyph_image(("a", (0.25, 0.5), 0.42), ("7", (0.75, 0.5), 0.42))
+    write_glyph_sample(tmp_path, "bq", one_b, ["a letter b", "a letter q"], ["identity", "rotate_180"])
+    write_glyph_sample(tmp_path, "a7", a_and_7, ["a letter a", "a digit seven"], ["identity", "rotate_180"], seed=1)
+    result = evaluate_folder(tmp_path)
+    assert result["judge"] == "glyphs" and result["samples"] == 2
+    assert result["segregation_rate"] == 0.5 and result["success_rate"] == 0.5
+    rows = {row["stem"]: row for row in csv.DictReader(open(tmp_path / "metrics.csv"))}
+    assert rows["bq"]["segregated"] == "False" and rows["bq"]["regions"] == "1" and rows["bq"]["success"] == "True"
+    assert rows["a7"]["segregated"] == "True" and rows["a7"]["regions"] == "2" and rows["a7"]["success"] == "False"
+    output = " ".join(CliRunner().invoke(app, ["evaluate", str(tmp_path)], env={"COLUMNS": "200"}).output.split())
+    assert "judged by glyphs" in output and re.search(r"segregation rate\W+0\.500", output)
+
+
+def test_the_glyph_judge_by_name_and_from_a_model_folder(tmp_path):
+    from anagram.evaluation import declared_judge, make_judge
+    from anagram.testbed import MODELS_DIR
+
+    assert declared_judge({"model": "glyphs"}) == "glyphs"
+    assert declared_judge({"model": "/elsewhere", "location": str(MODELS_DIR / "glyphs")}) == "glyphs"
+    assert declared_judge({"model": "digits"}) is None  # the digits model declares none: the classifier by name
+    assert make_judge("auto", {"digits"}).name == "digits"
+    assert make_judge("glyphs", {"anything"}).name == "glyphs"
+    with pytest.raises(ValueError, match="automatic judge"):
+        make_judge("auto", {"digits", "glyphs"})
+    # a copy of the glyph model elsewhere, named by its folder: its declared judge is found
+    write_glyph_sample(tmp_path, "k", glyph_image(("k", (0.5, 0.5), 0.7)), ["a letter k"], ["identity"],
+                       model={"model": "my/glyphs-copy", "location": str(MODELS_DIR / "glyphs")})
+    result = evaluate_folder(tmp_path)
+    assert result["judge"] == "glyphs" and result["success_rate"] == 1.0 and result["segregation_rate"] == 0.0

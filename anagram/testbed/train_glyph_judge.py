@@ -207,6 +207,8 @@ def train(out_dir: str | Path | None, config: JudgeConfig = JUDGE_CONFIG, *, thr
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
         save_classifier(model, tmp, record)
+        for path in (tmp, *tmp.iterdir()):  # mkdtemp makes the folder private: the package's files are not
+            path.chmod(0o755 if path.is_dir() else 0o644)
         replace_folder(tmp, out_dir)
     return model, record
 
