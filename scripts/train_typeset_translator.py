@@ -6,8 +6,9 @@ From the repository root, under the shared machine's training lock::
     flock /tmp/anagram-train.lock nice -n 5 .venv/bin/python scripts/train_typeset_translator.py --translator
 
 ``--measures`` writes ``anagram/models/typeset_domain`` (handwritten vs typeset, the features of
-FID/KID and the "taken for typeset" rate) and ``anagram/models/typeset_digit_classifier`` (the
-content reader used when the glyph judge is not installed). ``--translator`` trains `SHIPPED` (the
+FID/KID and the "taken for typeset" rate); ``--digit-reader`` writes
+``anagram/models/typeset_digit_classifier``, the content reader used only when the glyph judge
+(``anagram/models/glyph_judge``) is not installed. ``--translator`` trains `SHIPPED` (the
 configuration the ablation supports, `benchmarks/translate_quality.py`) on the task's train split
 and copies the final model into ``anagram/models/typeset`` (``anagram translate apply typeset ...``),
 with its measurements in ``evaluation.json``. ``--from-run RUN`` copies a finished run of exactly
@@ -69,7 +70,9 @@ def ship(run: Path, seconds: float | None) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--measures", action="store_true", help="train the domain classifier and the digit reader")
+    parser.add_argument("--measures", action="store_true", help="train the domain classifier")
+    parser.add_argument("--digit-reader", action="store_true", help="train the fallback content reader (used only "
+                        "when the glyph judge is not installed)")
     parser.add_argument("--translator", action="store_true", help="train the shipped translator")
     parser.add_argument("--from-run", type=Path, help="ship this finished run of the shipped configuration")
     parser.add_argument("--run", type=Path, default=ROOT / "runs" / "typeset_translator")
@@ -77,9 +80,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.measures:
-        from anagram.translate.task_evaluation import train_domain_classifier, train_typeset_digit_classifier
+        from anagram.translate.task_evaluation import train_domain_classifier
 
         print("domain classifier, test accuracy", train_domain_classifier()[1], flush=True)
+    if args.digit_reader:
+        from anagram.translate.task_evaluation import train_typeset_digit_classifier
+
         print("typeset-digit classifier, test accuracy", train_typeset_digit_classifier()[1], flush=True)
     if args.from_run:
         print(f"wrote {ship(args.from_run, None)}")
