@@ -84,7 +84,7 @@ def _accuracy(model, images: torch.Tensor, labels: torch.Tensor) -> float:
     return float((model(images).argmax(-1) == labels).float().mean())
 
 
-def train_domain_classifier(out: str | Path | None = DOMAIN_CLASSIFIER_DIR, steps: int = 400, batch: int = 64,
+def train_domain_classifier(out: str | Path | None = DOMAIN_CLASSIFIER_DIR, steps: int = 300, batch: int = 64,
                             seed: int = 0, task: DigitsTask | None = None):
     """Handwritten (0) vs typeset (1) on the task's real train images; returns (model, test accuracy)."""
     from ..testbed.classifier import DigitClassifier
