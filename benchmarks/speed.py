@@ -18,9 +18,7 @@ is the resident set size sampled every millisecond on CPU (Linux), `max_memory_a
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from tiny_models import clip_tokenizer  # noqa: E402  (the in-memory tokenizer t
 
 from anagram import AnagramPipeline  # noqa: E402
 from anagram.method import AntiSegregation, MultiTask  # noqa: E402
+from peak_memory import PeakMemory  # benchmarks/peak_memory.py (scripts run with benchmarks/ on sys.path)
 
 SD15_UNET = dict(
     sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
@@ -57,43 +56,6 @@ def build_components(seed: int = 0) -> dict:
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                               set_alpha_to_one=False, steps_offset=1)
     return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
-
-
-class PeakMemory:
-    """Peak memory above the level at entry: CUDA allocator statistics, or RSS sampled every ms."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.peak, self._stop = device, 0, threading.Event()
-
-    @staticmethod
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.start = torch.cuda.memory_allocated()
-        else:
-            self.start = self.peak = self.rss()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            time.sleep(0.001)
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated()
-        else:
-            self._stop.set()
-            self._thread.join()
-        self.extra = max(0, self.peak - self.start)
 
 
 def time_call(fn, steps: int, device: torch.device, repeats: int, memory: bool = True) -> tuple[float, int | None]:

@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -40,6 +38,7 @@ from anagram.translate.data import TensorDomain, UnpairedBatches, seed_for
 from anagram.translate.losses import discriminator_loss, gather_patches, generator_gan_loss, patch_nce_loss, sample_locations
 from anagram.translate.networks import build_networks
 from anagram.translate.trainer import TrainOptions, train
+from peak_memory import PeakMemory  # benchmarks/peak_memory.py (scripts run with benchmarks/ on sys.path)
 
 SIZES = {
     "default": dict(ngf=64, n_blocks=9, crop_size=256, load_size=286, num_patches=256),
@@ -57,43 +56,6 @@ ROWS = {  # name -> (preset, overrides): CUT, each MCDUT component alone, the mu
     "cut + dca": ("cut", {"dca": True}),
     "mcdut": ("mcdut", {}),
 }
-
-
-class PeakMemory:
-    """Peak memory above the level at entry: CUDA allocator statistics, or RSS sampled every ms."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.peak, self.extra, self._stop = device, 0, 0, threading.Event()
-
-    @staticmethod
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.start = torch.cuda.memory_allocated()
-        else:
-            self.start = self.peak = self.rss()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            time.sleep(0.001)
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated()
-        else:
-            self._stop.set()
-            self._thread.join()
-        self.extra = max(0, self.peak - self.start)
 
 
 def domains(size: int, channels: int = 3, count: int = 8) -> tuple[TensorDomain, TensorDomain]:
