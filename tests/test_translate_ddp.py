@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from anagram.translate.config import preset
 from anagram.translate.data import TensorDomain
 from anagram.translate.networks import build_networks
 from anagram.translate.trainer import TrainOptions, train
+from ports import free_port
 
 WORLD = 2
 TINY = dict(ngf=4, n_blocks=2, ndf=4, n_layers_d=2, head_units=8, dc_units=8, num_patches=16,
@@ -86,12 +86,6 @@ def worker(rank: int, port: int, folder: str) -> None:
             entry["discriminator"] = digest(accelerator.unwrap_model(accelerator._models[1]))
         report[f"{name}{'-resumed' if options.get('resume') else ''}"] = entry
     (folder / f"rank{rank}.json").write_text(json.dumps(report))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
