@@ -20,8 +20,9 @@ features, and the rate at which the domain classifier takes G(a) for typeset.
 Each finished run is appended to ``OUT/results.jsonl`` and skipped when the script is run again,
 so an interrupted ablation resumes; with ``--claim`` several single-thread processes share the
 work (on the shared 2-core machine one thread ran an iteration about 3x faster than two, so two
-one-thread processes use the two cores better than one two-thread process). The table (mean and spread over seeds) is printed and written
-to ``OUT/table.md``.
+one-thread processes use the two cores better than one two-thread process). The table (mean +- standard error over seeds) is printed and written
+to ``OUT/table.md``. ``--epochs N`` trains a longer budget (the same schedule stretched over N
+epochs; give it its own ``--out``).
 """
 
 from __future__ import annotations
@@ -59,12 +60,19 @@ def slug(row: str, seed: int) -> str:
     return re.sub("-+", "-", "".join(c if c.isalnum() else "-" for c in row)).strip("-") + f"-s{seed}"
 
 
-def train_run(row: str, seed: int, out: Path, max_steps: int | None) -> float:
+def row_config(row: str, seed: int, epochs: int = 1):
+    """The row's config on the task recipe; ``epochs`` > 1 stretches the schedule (the learning rate
+    still decays linearly from 1e-3 to 0, now over ``epochs`` epochs)."""
+    name, overrides = ROWS[row]
+    budget = {} if epochs == 1 else {"n_epochs": 0, "n_epochs_decay": epochs}
+    return task_config(name, seed=seed, **overrides, **budget)
+
+
+def train_run(row: str, seed: int, out: Path, max_steps: int | None, epochs: int = 1) -> float:
     from anagram.translate.trainer import TrainOptions, train
 
-    name, overrides = ROWS[row]
     task = load_task()
-    config = task_config(name, seed=seed, **overrides)
+    config = row_config(row, seed, epochs)
     run = out / slug(row, seed)
     if run.exists():
         shutil.rmtree(run)  # a run cut short by a kill: start it again
@@ -93,7 +101,7 @@ def table(results: list[dict], seeds: int) -> str:
         for key, _, digits in METRICS:
             values = [r[key] for r in runs]
             mean = statistics.fmean(values)
-            spread = statistics.stdev(values) if len(values) > 1 else float("nan")
+            spread = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
             cells.append(f"{mean:.{digits}f} +- {spread:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}")
         lines.append(f"| {row} | {len(runs)}/{seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -105,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated row names (default: all)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop each run early (default: the full epoch)")
+    parser.add_argument("--epochs", type=int, default=1, help="a longer budget: the schedule over this many epochs "
+                        "(give it its own --out)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--evaluate-only", action="store_true", help="re-measure the finished runs, train nothing")
     parser.add_argument("--table-only", action="store_true", help="print the table of the finished runs")
@@ -140,8 +150,8 @@ def main(argv: list[str] | None = None) -> None:
                         (args.out / f"{slug(row, seed)}.claim").mkdir()
                     except FileExistsError:
                         continue
-                seconds = train_run(row, seed, args.out, args.max_steps)
-                record = {"row": row, "seed": seed, "train_seconds": round(seconds, 1),
+                seconds = train_run(row, seed, args.out, args.max_steps, args.epochs)
+                record = {"row": row, "seed": seed, "epochs": args.epochs, "train_seconds": round(seconds, 1),
                           **evaluate_run(args.out / slug(row, seed))}
                 done.append(record)
                 with open(log, "a") as handle:

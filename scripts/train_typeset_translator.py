@@ -5,8 +5,9 @@ From the repository root, under the shared machine's training lock::
     flock /tmp/anagram-train.lock nice -n 5 .venv/bin/python scripts/train_typeset_translator.py --measures
     flock /tmp/anagram-train.lock nice -n 5 .venv/bin/python scripts/train_typeset_translator.py --translator
 
-``--measures`` writes ``anagram/models/typeset_domain`` (handwritten vs typeset, the features of
-FID/KID and the "taken for typeset" rate); ``--digit-reader`` writes
+``--measures`` writes ``anagram/models/typeset_domain``, the realism network (typeset vs not
+typeset: real handwritten digits and hard negatives made from real train images, sharp-stroked
+handwriting and warped renders; the features of FID/KID and the "taken for typeset" rate); ``--digit-reader`` writes
 ``anagram/models/typeset_digit_classifier``, the content reader used only when the glyph judge
 (``anagram/models/glyph_judge``) is not installed. ``--translator`` trains `SHIPPED` (the
 configuration the ablation supports, `benchmarks/translate_quality.py`) on the task's train split
@@ -70,7 +71,7 @@ def ship(run: Path, seconds: float | None) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--measures", action="store_true", help="train the domain classifier")
+    parser.add_argument("--measures", action="store_true", help="train the realism network (domain classifier)")
     parser.add_argument("--digit-reader", action="store_true", help="train the fallback content reader (used only "
                         "when the glyph judge is not installed)")
     parser.add_argument("--translator", action="store_true", help="train the shipped translator")
@@ -82,7 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.measures:
         from anagram.translate.task_evaluation import train_domain_classifier
 
-        print("domain classifier, test accuracy", train_domain_classifier()[1], flush=True)
+        accuracy = train_domain_classifier()[1]
+        print("realism network, held-out accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()),
+              flush=True)
     if args.digit_reader:
         from anagram.translate.task_evaluation import train_typeset_digit_classifier
 

@@ -79,3 +79,17 @@ def test_feature_networks(tmp_path):
     network, name = load_features(tmp_path / "vit")
     assert network.num_features == 16 and "backbone" in name
     assert network(torch.rand(3, 3, 20, 24)).shape == (3, 16)
+
+
+def test_train_prints_from_rank_0_only(tmp_path, monkeypatch):
+    """Under torchrun every rank runs the command: only rank 0 draws the progress and the summary."""
+    runner = CliRunner()
+    args = ["translate", "train", "digits-to-typeset", "--preset", "cut", "--max-steps", "1", "--ngf", "4",
+            "--ndf", "4", "--num-patches", "8", "--set", "head_units=8"]
+    monkeypatch.setenv("RANK", "1")
+    quiet = runner.invoke(app, [*args, "--out", str(tmp_path / "rank1")])
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.output.strip() == ""
+    monkeypatch.setenv("RANK", "0")
+    loud = runner.invoke(app, [*args, "--out", str(tmp_path / "rank0")])
+    assert loud.exit_code == 0 and "stopped at 1/" in loud.output

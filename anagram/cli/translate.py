@@ -13,6 +13,7 @@ field of `TranslationConfig`. The engines report through callbacks; this module 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -33,6 +34,15 @@ _SWITCHES = {  # flag name -> config field (None: keep the preset's value)
     "n_epochs_decay": "n_epochs_decay", "preprocess": "preprocess", "load_size": "load_size",
     "crop_size": "crop_size", "lr": "lr", "seed": "seed", "flip": "flip",
 }
+
+
+def _main_process() -> bool:
+    """Whether this process speaks: rank 0 of ``torchrun`` / ``accelerate launch`` (their RANK variable;
+    every rank runs this command, and N copies of each line helped no one), or a process started alone."""
+    try:
+        return int(os.environ.get("RANK", "0")) == 0
+    except ValueError:
+        return True
 
 
 def _parse_set(items: List[str]) -> dict:
@@ -108,10 +118,15 @@ def train_command(
         options = TrainOptions(out=out, max_steps=max_steps, log_every=log_every, sample_every=sample_every,
                                checkpoint_every=checkpoint_every, resume=resume, mixed_precision=mixed_precision,
                                num_workers=num_workers, mixed_channels=mixed_channels)
-        with progress_bar() as bar:
+        speaks = _main_process()
+        bar = progress_bar()
+        bar.disable = not speaks  # the other ranks train silently
+        with bar:
             task = bar.add_task("training", total=None)
 
             def report(event):
+                if not speaks:
+                    return
                 if event.kind == "start":
                     bar.update(task, completed=event.step, total=event.total)
                     console.print(f"{escape(config.name)}: {escape(event.message)}, steps {event.step}..{event.total}")
@@ -126,6 +141,8 @@ def train_command(
             result = train(domain_a, domain_b, config, options, progress=report)
     except (ConfigError, DataError, RunError, CheckpointError, CropError, ValueError) as error:
         fail(str(error))
+    if not speaks:
+        return
     state = "finished" if result.finished else f"stopped at {result.step}/{result.total_steps} (resume with --resume)"
     console.print(f"{state} in {result.seconds:.1f} s; model: {result.model_dir}; checkpoint: {result.checkpoint}")
 

@@ -11,10 +11,13 @@ Three numbers, each from a network that is not the translator and not trained on
   here (`train_typeset_digit_classifier`). The report names the one used.
 * **realism**: FID and KID between G(A_test) and B_test (torchmetrics, via
   `anagram.translate.evaluation.evaluate_translation`) in the pooled 96-d features of the
-  *domain classifier* (handwritten vs typeset), a network trained for this testbed on real A and
-  B train images only (`train_domain_classifier`; shipped at ``anagram/models/typeset_domain``);
-  it is not the content reader.
-* **domain rate**: the share of G(a) the same domain classifier takes for typeset (P(B) > 0.5).
+  *realism network*, a typeset-vs-not-typeset classifier trained for this testbed on real A and B
+  train images and hard negatives made from them (`train_domain_classifier`, `domain_batch`,
+  `anagram.translate.hard_negatives`: handwriting made crisp and placed like a render, renders
+  warped by hand; shipped at ``anagram/models/typeset_domain``), never on a translator's output;
+  it is not the content reader. Its first version saw handwritten vs typeset only and keyed on
+  sharpness: it took every translation for typeset, and FID/KID were about 0 for every translator.
+* **domain rate**: the share of G(a) the same network takes for typeset (P(typeset) > 0.5).
 
 Every number comes with its do-nothing baseline (the untranslated handwritten digit) and, for the
 classifiers, their score on real typeset test digits (the ceiling).
@@ -84,29 +87,68 @@ def _accuracy(model, images: torch.Tensor, labels: torch.Tensor) -> float:
     return float((model(images).argmax(-1) == labels).float().mean())
 
 
-def train_domain_classifier(out: str | Path | None = DOMAIN_CLASSIFIER_DIR, steps: int = 300, batch: int = 64,
-                            seed: int = 0, task: DigitsTask | None = None):
-    """Handwritten (0) vs typeset (1) on the task's real train images; returns (model, test accuracy)."""
+#: The realism network's batch: half real typeset renders (label typeset), half "not typeset": real
+#: handwritten digits and the hard negatives of `hard_negatives` (sharp-stroked handwriting placed like
+#: a render; warped renders), so that neither sharpness nor placement nor stroke weight tells the classes
+#: apart, only the glyphs' shapes. Shares of the batch.
+NEGATIVE_MIX = {"handwritten": 0.125, "sharpened handwriting": 0.1875, "warped typeset": 0.1875}
+
+
+def domain_batch(a: torch.Tensor, b_images: Callable[[list[int]], torch.Tensor], b_count: int, batch: int,
+                 generator: torch.Generator, hard_negatives: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training batch of the domain classifier: images and labels (0 not typeset, 1 typeset), from
+    real train-split images only (``a`` handwritten; ``b_images(indices)`` typeset renders)."""
+    from .hard_negatives import elastic_typeset, sharpened_handwriting
+
+    half = batch // 2
+    positives = b_images(torch.randint(0, b_count, (batch - half,), generator=generator).tolist())
+    if not hard_negatives:
+        negatives = a[torch.randint(0, len(a), (half,), generator=generator)]
+    else:
+        counts = [round(batch * share) for share in NEGATIVE_MIX.values()]
+        counts[0] = half - sum(counts[1:])
+        plain = a[torch.randint(0, len(a), (counts[0],), generator=generator)]
+        sharp = sharpened_handwriting(a[torch.randint(0, len(a), (counts[1],), generator=generator)], generator)
+        warped = elastic_typeset(b_images(torch.randint(0, b_count, (counts[2],), generator=generator).tolist()),
+                                 generator)
+        negatives = torch.cat([plain, sharp, warped])
+    return torch.cat([negatives, positives]), torch.cat([torch.zeros(half, dtype=torch.long),
+                                                         torch.ones(batch - half, dtype=torch.long)])
+
+
+def hard_test_sets(task: DigitsTask, seed: int = 12345) -> dict[str, tuple[torch.Tensor, int]]:
+    """The domain classifier's held-out checks on the *test* split: each set and its true label."""
+    from .hard_negatives import elastic_typeset, sharpened_handwriting
+
+    generator = torch.Generator().manual_seed(seed)
+    a, b = task.test_a.images, task.test_b.images()
+    return {"handwritten": (a, 0), "typeset": (b, 1),
+            "sharpened handwriting": (sharpened_handwriting(a, generator), 0),
+            "warped typeset": (elastic_typeset(b, generator), 0)}
+
+
+def train_domain_classifier(out: str | Path | None = DOMAIN_CLASSIFIER_DIR, steps: int = 800, batch: int = 64,
+                            seed: int = 0, task: DigitsTask | None = None, hard_negatives: bool = True):
+    """Typeset (1) vs not typeset (0): real train renders against real handwritten train digits and, with
+    ``hard_negatives``, the synthetic hard negatives made from those same train images (`domain_batch`).
+    Never sees a translator's output. Returns (model, accuracy per held-out test set)."""
     from ..testbed.classifier import DigitClassifier
 
     task = task or load_task()
-    a, b = task.train_a.images, task.train_b.images()
-    half = batch // 2
+    a, b = task.train_a.images, task.train_b
 
     def sample(generator):
-        ia = torch.randint(0, len(a), (half,), generator=generator)
-        ib = torch.randint(0, len(b), (batch - half,), generator=generator)
-        return torch.cat([a[ia], b[ib]]), torch.cat([torch.zeros(half, dtype=torch.long),
-                                                     torch.ones(batch - half, dtype=torch.long)])
+        return domain_batch(a, b.images, b.count, batch, generator, hard_negatives)
 
     started = time.time()
     model = _train(DigitClassifier(num_classes=2), sample, steps, seed)
-    test = torch.cat([task.test_a.images, task.test_b.images()])
-    labels = torch.cat([torch.zeros(len(task.test_a), dtype=torch.long), torch.ones(len(task.test_b), dtype=torch.long)])
-    accuracy = _accuracy(model, test, labels)
+    accuracy = {name: _accuracy(model, images, torch.full((len(images),), label, dtype=torch.long))
+                for name, (images, label) in hard_test_sets(task).items()}
     if out is not None:
-        _save(model, Path(out), {"kind": "typeset-domain-classifier", "classes": ["handwritten", "typeset"],
-                                 "test_accuracy": round(accuracy, 4), "steps": steps, "batch": batch, "seed": seed,
+        _save(model, Path(out), {"kind": "typeset-domain-classifier", "classes": ["not typeset", "typeset"],
+                                 "test_accuracy": {k: round(v, 4) for k, v in accuracy.items()},
+                                 "negatives": dict(NEGATIVE_MIX) if hard_negatives else {"handwritten": 0.5},
+                                 "steps": steps, "batch": batch, "seed": seed,
                                  "train_seconds": round(time.time() - started, 1),
                                  "trained_by": "python scripts/train_typeset_translator.py --measures"})
     return model, accuracy
@@ -260,7 +302,7 @@ def evaluate_task(translate: Callable[[torch.Tensor], torch.Tensor], task: Digit
         kid_source_mean=realism.kid_source_mean, domain_rate=typeset(fakes), domain_rate_source=typeset(a),
         domain_rate_real_b=typeset(b), identity_distance=realism.identity_distance, copying=realism.copying,
         n_source=len(a), n_target=len(b), content_reader=reader_name,
-        features=f"domain classifier ({Path(domain_classifier).name}), pooled 96-d", seed=seed)
+        features=f"realism network ({Path(domain_classifier).name}, hard negatives), pooled 96-d", seed=seed)
 
 
 def pipeline_translator(pipe) -> Callable[[torch.Tensor], torch.Tensor]:
