@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import lru_cache
 
 import pytest
 import torch
@@ -46,14 +47,17 @@ def test_the_task_is_unpaired_and_fixed():
     assert not hasattr(task.train_a, "labels") and task.train_a.load(0, 1).shape == (1, 32, 32)
 
 
+@lru_cache(maxsize=None)
 def small_task(count=40):
+    """The task with its first ``count`` test images (one object per count: its renders are made once
+    for every test that measures on it)."""
     task = load_task()
     picks = torch.arange(count)
+    test_b = TypesetDigits(count, task.test_b.seed)
     return DigitsTask(train_a=task.train_a, train_b=task.train_b,
                       test_a=TensorDomain(task.test_a.images[picks], "digits-to-typeset: handwritten test subset"),
-                      test_b=TypesetDigits(count, task.test_b.seed),
-                      train_labels_a=task.train_labels_a, train_labels_b=task.train_labels_b,
-                      test_labels_a=task.test_labels_a[picks], test_labels_b=TypesetDigits(count, task.test_b.seed).labels)
+                      test_b=test_b, train_labels_a=task.train_labels_a, train_labels_b=task.train_labels_b,
+                      test_labels_a=task.test_labels_a[picks], test_labels_b=test_b.labels)
 
 
 needs_measures = pytest.mark.skipif(not (DOMAIN_CLASSIFIER_DIR / "model.safetensors").is_file(),
@@ -83,7 +87,7 @@ def test_the_realism_network_is_not_fooled_by_sharp_strokes():
     from anagram.testbed.classifier import classify
     from anagram.translate.hard_negatives import binarise, elastic_typeset, sharpened_handwriting
 
-    task, generator = small_task(60), torch.Generator().manual_seed(7)
+    task, generator = small_task(), torch.Generator().manual_seed(7)
     domain = task_evaluation.load_domain_classifier()
     a, b = task.test_a.images, task.test_b.images()
 
@@ -129,7 +133,7 @@ def test_cli_trains_on_the_builtin_task(tmp_path):
 
 @needs_measures
 def test_cli_evaluates_the_builtin_task(tmp_path, monkeypatch):
-    monkeypatch.setattr(task_evaluation, "load_task", lambda: small_task(20))
+    monkeypatch.setattr(task_evaluation, "load_task", lambda: small_task())
     from anagram.translate.config import preset
     from anagram.translate.networks import generator_from_config
     from anagram.translate.pipeline import TranslationPipeline
@@ -141,7 +145,7 @@ def test_cli_evaluates_the_builtin_task(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "content" in result.output and "taken for typeset" in result.output
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["n_source"] == 20 and 0 <= report["content_accuracy"] <= 1
+    assert report["n_source"] == 40 and 0 <= report["content_accuracy"] <= 1
 
 
 def test_the_shipped_translator_loads_offline_and_translates_in_under_a_second():
