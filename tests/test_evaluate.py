@@ -1,4 +1,5 @@
-"""`anagram evaluate` on folders of known content, judged by the shipped digit classifier."""
+"""`anagram evaluate` on folders of known content, judged by the digits model's judge (the second digit
+classifier, never a scorer), the shipped classifier by name, and the glyph judge."""
 
 import csv
 import re
@@ -37,9 +38,10 @@ def test_metrics_of_known_samples(tmp_path, digits_by_class):
     write_sample(tmp_path, "wrong", three, ["a digit three", "a digit seven"], ["identity", "identity"], seed=1)
     (tmp_path / "manifest.json").write_text("{}")  # non-sample JSON files are ignored
     result = evaluate_folder(tmp_path)
-    assert result["judge"] == "digits" and result["samples"] == 2
+    assert result["judge"] == "digit_judge" and result["samples"] == 2  # the judge the digits model declares
     assert result["success_rate"] == 0.5 and "segregation_rate" not in result  # the digit judge cannot tell it
     rows = {row["stem"]: row for row in csv.DictReader(open(tmp_path / "metrics.csv"))}
+    assert {row["judge"] for row in rows.values()} == {"digit_judge"}  # the csv names who judged it
     assert rows["right"]["success"] == "True" and rows["wrong"]["success"] == "False"
     assert float(rows["right"]["alignment"]) > 0.9 > float(rows["wrong"]["alignment"])
     # Two identical views cannot be told apart: concealment is 1/2 when both prompts name the same digit.
@@ -123,8 +125,9 @@ def test_the_glyph_judge_by_name_and_from_a_model_folder(tmp_path):
 
     assert declared_judge({"model": "glyphs"}) == "glyphs"
     assert declared_judge({"model": "/elsewhere", "location": str(MODELS_DIR / "glyphs")}) == "glyphs"
-    assert declared_judge({"model": "digits"}) is None  # the digits model declares none: the classifier by name
-    assert make_judge("auto", {"digits"}).name == "digits"
+    assert declared_judge({"model": "digits"}) == "digit_judge"  # the second classifier, never a scorer
+    assert make_judge("auto", {"digits"}).name == "digit_judge"
+    assert make_judge("auto", {"digits"}, [{"model": "digits", "location": "/moved/away"}]).name == "digit_judge"
     assert make_judge("glyphs", {"anything"}).name == "glyphs"
     with pytest.raises(ValueError, match="automatic judge"):
         make_judge("auto", {"digits", "glyphs"})
@@ -133,3 +136,31 @@ def test_the_glyph_judge_by_name_and_from_a_model_folder(tmp_path):
                        model={"model": "my/glyphs-copy", "location": str(MODELS_DIR / "glyphs")})
     result = evaluate_folder(tmp_path)
     assert result["judge"] == "glyphs" and result["success_rate"] == 1.0 and result["segregation_rate"] == 0.0
+
+
+# -- which digit classifier judges: the declared second classifier, the shipped one by name, any folder
+
+
+def test_evaluate_can_be_pointed_at_either_digit_classifier(tmp_path, digits_by_class):
+    from anagram.testbed import CLASSIFIER_DIR, MODELS_DIR
+
+    write_sample(tmp_path, "six", digits_by_class[6], ["a digit six", "a digit nine"], ["identity", "rotate_180"])
+    names = {}
+    for judge in ("auto", "digit_judge", "digits", f"digits:{CLASSIFIER_DIR}", f"digits:{MODELS_DIR / 'digit_judge'}"):
+        result = evaluate_folder(tmp_path, judge)
+        row = next(csv.DictReader(open(tmp_path / "metrics.csv")))
+        assert row["judge"] == result["judge"] and float(row["score_view0"]) > 0.9  # both read a clean six
+        names[judge] = result["judge"]
+    assert names == {"auto": "digit_judge", "digit_judge": "digit_judge", "digits": "digits",
+                     f"digits:{CLASSIFIER_DIR}": f"digits:{CLASSIFIER_DIR}",
+                     f"digits:{MODELS_DIR / 'digit_judge'}": "digit_judge"}
+    output = " ".join(CliRunner().invoke(app, ["evaluate", str(tmp_path), "--judge", "digit_judge"],
+                                         env={"COLUMNS": "200"}).output.split())
+    assert "judged by digit_judge" in output
+    output = " ".join(CliRunner().invoke(app, ["evaluate", str(tmp_path), "--judge", "digits"],
+                                         env={"COLUMNS": "200"}).output.split())
+    assert "judged by digits" in output
+    with pytest.raises(ValueError, match="no digit classifier folder"):
+        evaluate_folder(tmp_path, f"digits:{tmp_path / 'nothing'}")
+    with pytest.raises(ValueError, match="unknown judge"):
+        evaluate_folder(tmp_path, "digit_judges")

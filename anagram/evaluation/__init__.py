@@ -7,8 +7,8 @@ to ``metrics.csv`` and a summary). Nothing here prints.
 
 from ..outputs.records import METRICS_FILE
 from .folder import evaluate_folder, summary
-from .judges import CLIPJudge, DigitJudge, GlyphJudge, Judge, declared_judge, make_judge
+from .judges import CLIPJudge, DigitJudge, GlyphJudge, Judge, SecondDigitJudge, declared_judge, make_judge
 from .metrics import alignment, concealment, success, summarize
 
-__all__ = ["METRICS_FILE", "CLIPJudge", "DigitJudge", "GlyphJudge", "Judge", "alignment", "concealment",
-           "declared_judge", "evaluate_folder", "make_judge", "success", "summarize", "summary"]
+__all__ = ["METRICS_FILE", "CLIPJudge", "DigitJudge", "GlyphJudge", "Judge", "SecondDigitJudge", "alignment",
+           "concealment", "declared_judge", "evaluate_folder", "make_judge", "success", "summarize", "summary"]

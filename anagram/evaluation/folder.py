@@ -1,10 +1,11 @@
 """`anagram evaluate DIR`: the Visual Anagrams metrics over every sample of an output folder.
 
 Each sample is read back through `anagram.outputs.records`, rendered under each of its views and
-judged (`anagram.evaluation.judges`). Per-sample values go to ``DIR/metrics.csv``; the summary (mean,
-0.9 and 0.95 quantiles, success rate) is returned, for the command to print. A sample the judge
-cannot score (a prompt naming no digit, for the digit judge) is left out and listed in the
-summary's ``skipped``; only a folder of which nothing can be scored is an error.
+judged (`anagram.evaluation.judges`). Per-sample values go to ``DIR/metrics.csv`` (its ``judge``
+column names the judge); the summary (mean, 0.9 and 0.95 quantiles, success rate) is returned, for
+the command to print. A sample the judge cannot score (a prompt naming no digit, for a digit
+judge) is left out and listed in the summary's ``skipped``; only a folder of which nothing can be
+scored is an error.
 
 A judge that can tell concept segregation (the glyph judge, :mod:`anagram.testbed.segregation`)
 adds per sample ``segregated`` and ``regions`` (separate pieces of ink, specks left out) and the
@@ -49,7 +50,8 @@ def evaluate_folder(out_dir: str | Path, judge: str = "auto") -> dict[str, Any]:
                 skipped.append({"stem": sample.stem, "reason": str(error)})
                 continue
             c = concealment(judged["logits"])
-            row = {"stem": sample.stem, "seed": record.seed, "model": record.model_name,
+            # the judge named on every row: a csv read apart from its summary still says who judged it
+            row = {"stem": sample.stem, "judge": judge_fn.name, "seed": record.seed, "model": record.model_name,
                    "method": json.dumps(record.method) if isinstance(record.method, dict) else record.method,
                    "views": "|".join(v["name"] for v in record.views), "prompts": "|".join(record.prompts),
                    "alignment": alignment(judged["scores"]).item(), "concealment_row": c["row"].item(),

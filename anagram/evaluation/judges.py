@@ -6,11 +6,16 @@ class and the targets. The digit classifier judges the built-in digits model, th
 built-in glyphs model (and reports concept segregation too); a CLIP model (hub id or folder) judges
 real models, through the same CLIP wrapper the balancing scorer uses.
 
+Two digit classifiers can judge: ``digit_judge`` (``anagram/models/digit_judge``, the second
+classifier, trained apart by :mod:`anagram.testbed.train_digit_judge` and never a scorer) and
+``digits`` (the shipped classifier, which is also a balancing scorer, ``--scorer digits``, so it
+measures its scorer on samples balanced with it); ``digits:<folder>`` names any other classifier
+folder. ``metrics.csv`` names the judge of every row.
+
 ``--judge auto`` takes the judge the samples' model declares (``"judge"`` in its folder's
-``anagram_defaults.json``; the digits model, which declares none, has the digit classifier). The
-rule of every testbed: the network that judges a table is never the network that scored inside
-the sampler. The glyph judge is no balancing scorer at all; the digit classifier is one (by name,
-``--scorer digits``), so a table of digit samples balanced with it measures its scorer.
+``anagram_defaults.json``: ``digit_judge`` for the digits model, ``glyphs`` for the glyphs model).
+The rule of every testbed: the network that judges a table is never the network that scored inside
+the sampler. Neither the glyph judge nor the second digit classifier is a balancing scorer at all.
 """
 
 from __future__ import annotations
@@ -28,14 +33,53 @@ class Judge(Protocol):
 
 
 class DigitJudge:
-    """The digit testbed's classifier: ``S[i, j] = p(digit of prompt j | view i)``."""
+    """A digit classifier: ``S[i, j] = p(digit of prompt j | view i)``. ``folder`` None: the shipped
+    classifier (``digits``, also a scorer); else a classifier folder (the second classifier's is
+    named ``digit_judge``, any other ``digits:<folder>``)."""
 
-    name = "digits"
+    def __init__(self, folder: str | Path | None = None):
+        self.folder = None if folder is None else Path(folder)
+        self.name = digit_judge_name(self.folder)
+        self._classifier = None
 
     def __call__(self, views: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
-        from ..testbed.judge import digit_score_matrix
+        from ..testbed.judge import digit_of_prompt, digit_score_matrix
 
-        return digit_score_matrix(views, prompts)
+        if self.folder is None:
+            return digit_score_matrix(views, prompts)
+        from ..testbed.classifier import classify, load_classifier
+
+        digits = torch.tensor([digit_of_prompt(p) for p in prompts])  # first: a prompt naming no digit fails early
+        if self._classifier is None:
+            self._classifier = load_classifier(self.folder)
+        probs = classify(views, self._classifier, value_range=(0.0, 1.0)).cpu()
+        scores = probs[:, digits]
+        return {"scores": scores, "logits": scores.clamp_min(1e-12).log(), "predicted": probs.argmax(-1),
+                "targets": digits}
+
+
+def digit_judge_folder() -> Path:
+    """Where the second digit classifier (the digits model's judge, never a scorer) is shipped."""
+    from ..testbed import MODELS_DIR
+
+    return MODELS_DIR / "digit_judge"
+
+
+def digit_judge_name(folder: Path | None) -> str:
+    """How records name a digit classifier judge: ``digits`` (shipped classifier), ``digit_judge``
+    (the second classifier) or ``digits:<folder>``."""
+    if folder is None:
+        return "digits"
+    if folder.resolve() == digit_judge_folder().resolve():
+        return "digit_judge"
+    return f"digits:{folder}"
+
+
+class SecondDigitJudge(DigitJudge):
+    """The second digit classifier (``anagram/models/digit_judge``), the digits model's judge."""
+
+    def __init__(self):
+        super().__init__(digit_judge_folder())
 
 
 class GlyphJudge:
@@ -75,7 +119,7 @@ class CLIPJudge:
                 "targets": torch.arange(len(prompts))}
 
 
-JUDGES = {"digits": DigitJudge, "glyphs": GlyphJudge}
+JUDGES = {"digit_judge": SecondDigitJudge, "digits": DigitJudge, "glyphs": GlyphJudge}
 
 
 def declared_judge(model: dict | str) -> str | None:
@@ -94,14 +138,14 @@ def declared_judge(model: dict | str) -> str | None:
 
 def make_judge(judge: str, model_names: set[str], models: Iterable[dict] = ()) -> Judge:
     """The judge ``judge`` names, or a clear error. ``auto``: the judge the samples' model declares
-    (``models``: the records' model entries; by name when none are given), the digit classifier for
-    the digits model."""
+    (``models``: the records' model entries; by name when none are given), the second digit
+    classifier for the digits model (also when its folder cannot be found)."""
     if judge == "auto":
         models = list(models) or [{"model": name} for name in model_names]
-        declared = {declared_judge(m) or ("digits" if m.get("model") == "digits" else None) for m in models}
+        declared = {declared_judge(m) or ("digit_judge" if m.get("model") == "digits" else None) for m in models}
         if len(declared) == 1 and None not in declared:
             judge = declared.pop()
-            if judge in JUDGES or judge.startswith("clip:"):
+            if judge in JUDGES or judge.startswith(("clip:", "digits:")):
                 return make_judge(judge, model_names)
         raise ValueError(f"samples of {sorted(model_names)}: pass --judge clip:<CLIP id or folder> "
                          "(only the built-in digits and glyphs models have an automatic judge, for a folder "
@@ -110,4 +154,10 @@ def make_judge(judge: str, model_names: set[str], models: Iterable[dict] = ()) -
         return JUDGES[judge]()
     if judge.startswith("clip:") and judge[5:]:
         return CLIPJudge(judge[5:])
-    raise ValueError(f"unknown judge {judge!r}: use auto, digits, glyphs or clip:<id or folder>")
+    if judge.startswith("digits:") and judge[7:]:
+        folder = Path(judge[7:]).expanduser()
+        if not (folder / "model.safetensors").is_file():
+            raise ValueError(f"judge {judge!r}: {folder} is no digit classifier folder (config.json + model.safetensors)")
+        return DigitJudge(folder)
+    raise ValueError(f"unknown judge {judge!r}: use auto, digit_judge, digits, glyphs, digits:<classifier folder> "
+                     "or clip:<id or folder>")
