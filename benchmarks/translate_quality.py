@@ -90,6 +90,13 @@ def evaluate_run(run: Path) -> dict:
     return evaluate_task(pipeline_translator(load_translator(run))).to_dict()
 
 
+def run_record(row: str, seed: int, epochs: int, seconds: float, report: dict) -> dict:
+    """One line of ``results.jsonl``: the run (its training seed) and its measurements. The report's own
+    ``seed`` (KID's subset draws) is kept as ``eval_seed``: it must not overwrite the training seed."""
+    measured = {("eval_seed" if key == "seed" else key): value for key, value in report.items()}
+    return {**measured, "row": row, "seed": seed, "epochs": epochs, "train_seconds": seconds}
+
+
 def table(results: list[dict], seeds: int) -> str:
     lines = ["| configuration | runs | " + " | ".join(label for _, label, _ in METRICS) + " |",
              "|---|---|" + "---|" * len(METRICS)]
@@ -135,7 +142,8 @@ def main(argv: list[str] | None = None) -> None:
         fresh = []
         for record in done:
             report = evaluate_run(args.out / slug(record["row"], record["seed"]))
-            fresh.append({**record, **report})
+            fresh.append(run_record(record["row"], record["seed"], record.get("epochs", 1), record["train_seconds"],
+                                    report))
             print(f"{record['row']} seed {record['seed']}: content {report['content_accuracy']:.3f} "
                   f"FID {report['fid']:.2f} taken-for-B {report['domain_rate']:.3f}", flush=True)
         done = fresh
@@ -151,8 +159,7 @@ def main(argv: list[str] | None = None) -> None:
                     except FileExistsError:
                         continue
                 seconds = train_run(row, seed, args.out, args.max_steps, args.epochs)
-                record = {"row": row, "seed": seed, "epochs": args.epochs, "train_seconds": round(seconds, 1),
-                          **evaluate_run(args.out / slug(row, seed))}
+                record = run_record(row, seed, args.epochs, round(seconds, 1), evaluate_run(args.out / slug(row, seed)))
                 done.append(record)
                 with open(log, "a") as handle:
                     handle.write(json.dumps(record) + "\n")
