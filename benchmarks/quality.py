@@ -106,6 +106,16 @@ GLYPH_METHODS = {
     "full (relative scores)": MultiTask(scorer=GLYPH_CLIP, balance_scores="relative"),
     "full (strength 2)": MultiTask(scorer=GLYPH_CLIP, balance_strength=2.0),
     "full (anti-seg step 50)": MultiTask(scorer=GLYPH_CLIP, anti_segregation=AntiSegregation(step_size=50.0)),
+    # balancing with its weights bounded: capped, tempered, or only later in the trajectory
+    "balancing (glyph CLIP cap 0.75)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
+                                                 balance_max_weight=0.75),
+    "balancing (glyph CLIP strength 0.5)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
+                                                     balance_strength=0.5),
+    "balancing (glyph CLIP from 1/2)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
+                                                 balance_start=0.5),
+    "full (cap 0.75)": MultiTask(scorer=GLYPH_CLIP, balance_max_weight=0.75),
+    # the cheaper anti-segregation: maps from the down blocks only (the extra pass stops after them)
+    "full (down-block maps)": MultiTask(anti_segregation=AntiSegregation(layers=("down",))),
 }
 # The rows of the README table (the others are measured by name with --methods).
 GLYPH_TABLE = ["baseline", "balancing (attention)", "balancing (glyph CLIP)", "rectification (bounded)",

@@ -1,11 +1,12 @@
-"""Balancing switches beyond the reference (strength of the exponent, relative scores), against the formulas."""
+"""Balancing switches beyond the reference (strength of the exponent, relative scores, weight cap, late start),
+against the formulas."""
 
 import pytest
 import torch
 
 from anagram import AnagramPipeline
 from anagram.method import MultiTask
-from anagram.method.balancing import balance_exponent, balance_weights, relative_scores, score_matrix
+from anagram.method.balancing import balance_exponent, balance_weights, cap_weights, relative_scores, score_matrix
 from anagram.method.scorers import ScoreInputs
 from tiny_models import sd_components
 
@@ -33,6 +34,19 @@ def test_relative_scores_are_the_own_prompt_share():
     assert torch.isfinite(r).all() and (r > 0).all() and (r <= 1).all()
 
 
+def test_cap_weights_mixes_with_uniform_just_enough():
+    w = torch.tensor([[0.9999, 0.0001], [0.6, 0.4]])
+    capped = cap_weights(w, 0.75)
+    torch.testing.assert_close(capped, torch.tensor([[0.75, 0.25], [0.6, 0.4]]))
+    three = cap_weights(torch.tensor([[0.8, 0.15, 0.05]]), 0.5)
+    assert three.max().item() == pytest.approx(0.5) and three.sum().item() == pytest.approx(1.0)
+    assert three[0, 1] > three[0, 2]  # the order of the views is kept
+    assert torch.equal(cap_weights(w, None), w)
+    torch.testing.assert_close(cap_weights(w, 0.5), torch.full_like(w, 0.5))
+    with pytest.raises(ValueError):
+        cap_weights(w, 0.3)  # below 1/N: no weights can satisfy it
+
+
 def test_score_matrix_from_rotated_prompts():
     table = {"a": 0, "b": 1, "c": 2}
     truth = torch.tensor([[0.9, 0.1, 0.3], [0.2, 0.8, 0.4], [0.5, 0.6, 0.7]])  # S[view, prompt]
@@ -56,6 +70,13 @@ def test_switch_values_are_checked_and_recorded():
         MultiTask(balance_scores="softmax")
     with pytest.raises(ValueError):
         MultiTask(balance_strength=-1.0)
+    capped = MultiTask(balance_max_weight=0.75, balance_start=0.5)
+    assert MultiTask(**capped.to_dict()) == capped
+    assert MultiTask().balance_max_weight is None and MultiTask().balance_start == 0.0
+    for bad in (dict(balance_max_weight=0.0), dict(balance_max_weight=1.5), dict(balance_start=1.0),
+                dict(balance_start=-0.1)):
+        with pytest.raises(ValueError):
+            MultiTask(**bad)
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +111,22 @@ def test_relative_scores_and_strength_in_the_pipeline(sd):
     assert (raw - stronger).abs().max() > 1e-3 and (raw - relative).abs().max() > 1e-3
     with pytest.raises(ValueError, match="image scorer"):
         _run(sd, MultiTask(**dict(OFF, balance=True, scorer="attention"), balance_scores="relative"))
+
+
+def test_late_start_and_cap_in_the_pipeline(sd):
+    steps = []
+
+    def lopsided(inputs):  # view 1 at the clamp floor: uncapped, it takes almost the whole estimate
+        steps.append(inputs.step_index)
+        return torch.tensor([[0.9, 1e-4]]).expand(inputs.x0_views.shape[1], 2)
+
+    base = dict(OFF, balance=True, scorer=lopsided)
+    reference = _run(sd, MultiTask(**base))
+    assert steps == [0, 1, 2]
+    steps.clear()
+    late = _run(sd, MultiTask(**base, balance_start=0.5))
+    assert steps == [2]  # round(0.5 * 3) = 2: plain averaging (no scorer call) on steps 0 and 1
+    capped = _run(sd, MultiTask(**base, balance_max_weight=0.5))  # a cap of 1/N is plain averaging
+    averaged = _run(sd, MultiTask(**OFF))
+    torch.testing.assert_close(capped, averaged)
+    assert (late - reference).abs().max() > 1e-3

@@ -9,21 +9,26 @@ where ``i`` is the step index and ``n`` the number of steps, so the exponent gro
 almost 2 and the re-weighting sharpens along the trajectory. The weights multiply the whole
 guided noise ``e_k`` (and the learned-variance channels), at every step.
 
-Two switches change the reference (``MultiTask(balance_strength=..., balance_scores=...)``), each
-measured against it by ``benchmarks/quality.py``:
+Switches change the reference (``MultiTask(balance_strength=..., balance_scores=..., balance_max_weight=...,
+balance_start=...)``), each measured against it by ``benchmarks/quality.py``:
 
 * ``strength`` multiplies the exponent: ``s (1 + i/n)`` (1: the reference);
 * ``relative_scores`` turns a scorer's matrix ``S[k, j]`` (view k against prompt j) into
   ``c_k = S_kk / sum_j S_kj``: the share of view k's match that goes to its own prompt, so a view
   that reads as another view's prompt lags even when its raw similarity is high (the reference
-  uses ``S_kk`` alone).
+  uses ``S_kk`` alone);
+* ``max_weight`` caps every view's weight (`cap_weights`): a scorer whose score of one view falls to
+  the clamp floor (a cosine <= 0) otherwise hands that view the whole noise estimate, dropping the
+  other views' prompts for that step;
+* ``start`` (in `anagram.method.hooks`) keeps plain averaging on the first ``round(start * n)`` steps,
+  where the predicted clean sample the scorer reads is still a blur.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["BALANCE_SCORES", "balance_exponent", "balance_weights", "relative_scores", "score_matrix"]
+__all__ = ["BALANCE_SCORES", "balance_exponent", "balance_weights", "cap_weights", "relative_scores", "score_matrix"]
 
 #: How completion scores are read: ``"raw"`` (the reference, ``S_kk``) or ``"relative"`` (`relative_scores`).
 BALANCE_SCORES = ("raw", "relative")
@@ -83,3 +88,17 @@ def balance_weights(scores: torch.Tensor, step_index: int, num_steps: int, eps: 
     c = torch.nan_to_num(scores.float(), nan=eps, posinf=torch.finfo(torch.float32).max, neginf=eps)
     log_c = c.clamp_min(eps).log()
     return torch.softmax(-exponent * log_c, dim=-1)
+
+
+def cap_weights(weights: torch.Tensor, max_weight: float | None) -> torch.Tensor:
+    """Weights ``(..., N)`` (summing to 1) mixed with the uniform ``1/N`` just enough that none exceeds
+    ``max_weight`` (None: unchanged). The mix keeps the sum 1 and the order of the views; each row gets
+    the smallest mixing share ``lam = (max - max_weight) / (max - 1/N)`` that satisfies the cap."""
+    if max_weight is None:
+        return weights
+    n = weights.shape[-1]
+    if not 1.0 / n <= max_weight <= 1.0:
+        raise ValueError(f"the balancing weight cap must be in [1/N, 1] = [{1.0 / n:.3f}, 1], got {max_weight}")
+    top = weights.max(-1, keepdim=True).values
+    lam = ((top - max_weight) / (top - 1.0 / n).clamp_min(1e-12)).clamp(0.0, 1.0)
+    return (1 - lam) * weights + lam / n

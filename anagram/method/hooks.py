@@ -16,7 +16,7 @@ from ..sampler.combine import view_weights
 from ..views.base import LATENT
 from .anti_segregation import anti_segregation_step
 from .attention import CrossAttentionCapture, available_resolutions
-from .balancing import balance_weights, relative_scores, score_matrix
+from .balancing import balance_weights, cap_weights, relative_scores, score_matrix
 from .concepts import concept_token_indices, strip_concept_marks
 from .rectification import rectification_scale
 from .scorers import ScoreInputs, concept_attention_share, make_scorer, resolve_scorer
@@ -104,13 +104,14 @@ class MethodHooks:
         """Balancing weights ``(B, N)`` and the rectification scale ``(B,)`` (each None when off)."""
         channels = sample.shape[1]
         weights = None
-        if self.scorer is not None:
+        if self.scorer is not None and step_index >= round(self.config.balance_start * num_steps):
             inputs = self.score_inputs(step_index, num_steps, t, sample, estimates[:, :, :channels])
             if self.config.balance_scores == "relative":
                 scores = relative_scores(score_matrix(self.scorer, inputs))
             else:
                 scores = self.scorer(inputs)
             weights = balance_weights(scores, step_index, num_steps, strength=self.config.balance_strength)
+            weights = cap_weights(weights, self.config.balance_max_weight)
         scale = None
         if self.config.rectify:
             used = weights if weights is not None else view_weights(self.num_views, self.batch, "mean", sample)

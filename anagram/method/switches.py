@@ -67,6 +67,10 @@ class MultiTask:
             `anagram.method.balancing`).
         balance_scores: ``"raw"`` (the reference: view k's score against its own prompt) or
             ``"relative"`` (its share of view k's scores against all the prompts, an image scorer only).
+        balance_max_weight: cap on any view's balancing weight (None: the reference, no cap; see
+            `anagram.method.balancing.cap_weights`).
+        balance_start: plain averaging (no scorer call) on the first ``round(balance_start * n)`` steps
+            (0: the reference, balancing from the first step).
         rectify: variance rectification estimator (spec §4, `anagram.method.rectification`):
             ``"bounded"`` (default: normalised correlation clamped to [0, 1], a scale between 1 and
             1/|a|), ``"product"`` (the reference formula, unbounded), ``"correlation"``, or None for off.
@@ -79,6 +83,8 @@ class MultiTask:
     anti_segregation: AntiSegregation | None = field(default_factory=AntiSegregation)
     balance_strength: float = 1.0
     balance_scores: str = "raw"
+    balance_max_weight: float | None = None
+    balance_start: float = 0.0
 
     def __post_init__(self):
         if self.rectify is True:
@@ -91,6 +97,10 @@ class MultiTask:
             raise ValueError(f"balance_scores must be one of {BALANCE_SCORES}, got {self.balance_scores!r}")
         if not float(self.balance_strength) > 0:
             raise ValueError(f"balance_strength must be positive, got {self.balance_strength!r}")
+        if self.balance_max_weight is not None and not 0 < float(self.balance_max_weight) <= 1:
+            raise ValueError(f"balance_max_weight must be in (0, 1] or None, got {self.balance_max_weight!r}")
+        if not 0 <= float(self.balance_start) < 1:
+            raise ValueError(f"balance_start must be in [0, 1), got {self.balance_start!r}")
         if self.anti_segregation is True:
             self.anti_segregation = AntiSegregation()
         elif isinstance(self.anti_segregation, dict):
