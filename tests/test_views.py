@@ -605,3 +605,23 @@ def test_bad_parameters_are_view_errors():
                  lambda: get_view("inner_circle", radius=-1), lambda: get_view("scale", factor=0)):
         with pytest.raises(ViewError):
             call()
+
+
+def test_size_advice_is_a_multiple_of_what_the_model_takes_too():
+    """A 5x5 jigsaw on a model (or command line) that takes only multiples of 8: 40, not 30 or 35."""
+    from anagram.views.jigsaw import JigsawView
+
+    with pytest.raises(ViewError, match=r"multiple of 40 \(5 for the view, 8 for the image size\), e.g. 40 or 80"):
+        get_view("jigsaw", grid=5).check(32, 32, multiple=8)
+    with pytest.raises(ViewError, match=r"multiple of 5, e.g. 30 or 35$"):
+        get_view("jigsaw", grid=5).check(32, 32)
+    with pytest.raises(ViewError, match=r"multiple of 24 \(3 for the view, 8 for the image size\), e.g. 48 or 72"):
+        get_view("patch_permute", num_patches=3).check(64, 64, multiple=8)
+    get_view("jigsaw", grid=5).check(40, 40, multiple=8)
+
+    class OwnAdvice(JigsawView):  # a view written before `multiple`: its own advice, no TypeError
+        def size_problem(self, height, width):
+            return super().size_problem(height, width)
+
+    with pytest.raises(ViewError, match="multiple of 5, e.g. 30 or 35"):
+        OwnAdvice(5).check(32, 32, multiple=8)

@@ -69,6 +69,7 @@ def generate(
     from ..pipelines.loading import ModelLoadError
     from ..runs.model import LoadedModel, check_device, dtype_warning
     from ..runs.request import Request, request_from_record, sample_name
+    from ..runs.sizes import check_view_sizes, folder_grid
     from ..views import split_views
 
     try:
@@ -110,6 +111,7 @@ def generate(
                                     guidance_scale=guidance, size=size, dtype=dtype, upscaler=upscaler,
                                     share_unconditional=share_uncond)
             out = out or Path("outputs")
+        check_view_sizes(request, folder_grid(request.model))  # a model folder says its size: before loading
         seeds = list(range(seed, seed + num_samples))
         names = {s: kept_name or sample_name(request, s) for s in seeds}  # a regenerated sample keeps its name
         prepare_output_folder(out, list(names.values()), overwrite, sample_files,

@@ -48,8 +48,12 @@ class _IFBackend(AnagramCallMixin, DiffusionPipeline, StableDiffusionLoraLoaderM
         size = self.unet.config.sample_size
         return (size, size) if isinstance(size, int) else tuple(size)
 
+    def size_multiple(self) -> int:
+        """The image sides this UNet takes are multiples of this (one halving per level below the top)."""
+        return 2 ** (len(self.unet.config.block_out_channels) - 1)
+
     def check_size(self, height: int, width: int) -> None:
-        levels = 2 ** (len(self.unet.config.block_out_channels) - 1)
+        levels = self.size_multiple()
         if height % levels or width % levels:
             raise ValueError(f"height and width must be multiples of {levels} for this UNet (got {height}x{width})")
 

@@ -29,16 +29,19 @@ def parse_views(views, num_prompts: int) -> list[View]:
     return resolved
 
 
-def resolve_views(views, num_prompts: int, height: int, width: int, space: str, scale: int = 1) -> list[View]:
+def resolve_views(views, num_prompts: int, height: int, width: int, space: str, scale: int = 1,
+                  multiple: int = 1) -> list[View]:
     """The views of a call, parsed (`parse_views`) and checked for the sample's size and space.
 
     ``height x width`` is the grid the views act on: the image's for a pixel model, the latent's for
     a latent one (``scale``: the VAE's factor), where a view's size advice is given in latent pixels
-    and is translated here into image sizes."""
+    and is translated here into image sizes. ``multiple``: the grid sides the model takes are its
+    multiples, so the sizes a view suggests are too (not 30 or 35 for a 5x5 jigsaw on a model of
+    multiples of 8, but 40)."""
     resolved = parse_views(views, num_prompts)
     for view in resolved:
         try:
-            view.check(height, width, space)
+            view.check(height, width, space, multiple)
         except ViewError as error:
             if scale == 1:
                 raise

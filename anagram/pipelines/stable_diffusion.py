@@ -92,8 +92,12 @@ class AnagramPipeline(
         height, width = (size, size) if isinstance(size, int) else size
         return height * self.vae_scale_factor, width * self.vae_scale_factor
 
+    def size_multiple(self) -> int:
+        """The image sides this model takes are multiples of this (the VAE's factor)."""
+        return self.vae_scale_factor
+
     def check_size(self, height: int, width: int) -> None:
-        if height % self.vae_scale_factor or width % self.vae_scale_factor:
+        if height % self.size_multiple() or width % self.size_multiple():
             raise ValueError(
                 f"height and width must be multiples of {self.vae_scale_factor} for this model "
                 f"(got {height}x{width})"

@@ -44,6 +44,7 @@ from ..outputs.records import sample_files
 from ..pipelines.loading import ModelLoadError, locate, parse_dtype
 from ..views import split_views
 from .request import Request, sample_name
+from .sizes import check_view_sizes, folder_grid
 
 KEYS = ("prompts", "views", "style", "negative", "seeds", "num_samples", "seed", "model", "revision", "steps",
         "guidance", "size", "dtype", "method", "upscaler", "upscaler_steps")
@@ -100,7 +101,7 @@ def read_jobs(path: str | Path, default_model: str = "digits") -> Plan:
         raise JobFileError([f"{path}: cannot read the job file: {error}"]) from None
     problems: list[str] = []
     jobs: list[Job] = []
-    located: dict[tuple, str | None] = {}
+    located: dict[tuple, Any] = {}  # (model, revision): why it cannot be found; ("size", model): its grid
     for line, row in _rows(path, text, problems):
         try:
             jobs.append(_job(line, row, default_model, located))
@@ -212,6 +213,10 @@ def _job(line: int, row: dict[str, Any], default_model: str, located: dict) -> J
             located[where] = str(error)
     if located[where]:
         raise ValueError(located[where])
+    grid = ("size", request.model)  # a model folder's side and space, read once per model
+    if grid not in located:
+        located[grid] = folder_grid(request.model)
+    check_view_sizes(request, located[grid])  # a jigsaw:5 on 32 px: said with the file's other problems
     return Job(line=line, request=request, seeds=seeds, key=job_key(request))
 
 

@@ -8,6 +8,8 @@ this class, so a third-party view that implements it works everywhere.
 
 from __future__ import annotations
 
+import inspect
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -86,8 +88,11 @@ class View:
 
     # -- declared constraints --------------------------------------------------------------------
 
-    def size_problem(self, height: int, width: int) -> str | None:
-        """Why the view cannot act on a ``height x width`` grid, or ``None`` if it can."""
+    def size_problem(self, height: int, width: int, multiple: int = 1) -> str | None:
+        """Why the view cannot act on a ``height x width`` grid, or ``None`` if it can.
+
+        ``multiple``: the model (or the command line) takes only sides that are multiples of it, so
+        the sizes a message suggests are multiples of it too (see `divisibility_problem`)."""
         if height < 1 or width < 1:
             return "the grid is empty"
         if self.square_only and height != width:
@@ -95,15 +100,19 @@ class View:
             return f"it needs a square image (height == width), e.g. {side}x{side}"
         return None
 
-    def check(self, height: int, width: int, space: str = PIXEL) -> None:
-        """Raise a `ViewError` naming the view, the size/space and what would work."""
+    def check(self, height: int, width: int, space: str = PIXEL, multiple: int = 1) -> None:
+        """Raise a `ViewError` naming the view, the size/space and what would work (sizes that are
+        multiples of ``multiple`` as well, the sides the model takes)."""
         if space not in self.spaces:
             raise ViewError(
                 f"view {self.label} is not valid in {space} space (it works in: "
                 f"{', '.join(self.spaces)}); pick a view that supports {space} space, or a "
                 f"{'/'.join(self.spaces)}-space model"
             )
-        problem = self.size_problem(height, width)
+        if "multiple" in inspect.signature(self.size_problem).parameters:
+            problem = self.size_problem(height, width, multiple=multiple)
+        else:  # a view written before `multiple` (a user's subclass): its own advice
+            problem = self.size_problem(height, width)
         if problem is not None:
             raise ViewError(f"view {self.label} cannot act on a {height}x{width} grid: {problem}")
 
@@ -182,11 +191,13 @@ def apply_to_noise_channels(x: torch.Tensor, noise_channels: int | None, fn) -> 
     return torch.cat([fn(noise), rest], dim=-3)
 
 
-def divisibility_problem(height: int, width: int, rows: int, cols: int, what: str) -> str | None:
+def divisibility_problem(height: int, width: int, rows: int, cols: int, what: str, multiple: int = 1) -> str | None:
     """A message when ``height x width`` cannot be cut into a ``rows x cols`` grid of ``what``.
 
     The message says what would work (the nearest multiples), e.g. "64x64 is not divisible by the
-    3x3 piece grid; use a size that is a multiple of 3, e.g. 63 or 66".
+    3x3 piece grid; use a size that is a multiple of 3, e.g. 63 or 66". ``multiple``: the model takes
+    only sides that are multiples of it, so the sizes suggested are multiples of both (their least
+    common multiple: 40 for a 5x5 grid on a model that needs multiples of 8, not 30 or 35).
     """
     if height % rows == 0 and width % cols == 0 and height >= rows and width >= cols:
         return None
@@ -194,12 +205,15 @@ def divisibility_problem(height: int, width: int, rows: int, cols: int, what: st
            if size % k or size < k]
     if height == width and rows == cols:  # a square image on a square grid: one hint for both axes
         bad = [("size", height, rows)]
-    hint = "; ".join(_multiple_hint(size, k, axis) for axis, size, k in bad)
+    hint = "; ".join(_multiple_hint(size, k, axis, multiple) for axis, size, k in bad)
     return f"{height}x{width} is not divisible by the {rows}x{cols} {what}; {hint}"
 
 
-def _multiple_hint(size: int, k: int, axis: str) -> str:
-    """"use a height that is a multiple of 3, e.g. 63 or 66" (the nearest multiples of ``k``)."""
-    below, above = (size // k) * k, (size // k + 1) * k
-    examples = f"{below} or {above}" if below > 0 else f"{above}"
-    return f"use a {axis} that is a multiple of {k}, e.g. {examples}"
+def _multiple_hint(size: int, k: int, axis: str, multiple: int = 1) -> str:
+    """"use a height that is a multiple of 3, e.g. 63 or 66" (the nearest multiples of ``k``, and of
+    the model's ``multiple``: "a multiple of 40 (5 for the view, 8 for the image size), e.g. 40 or 80")."""
+    step = math.lcm(k, max(1, int(multiple)))
+    below, above = (size // step) * step, (size // step + 1) * step
+    examples = f"{below} or {above}" if below > 0 else f"{above} or {above + step}"
+    why = f" ({k} for the view, {multiple} for the image size)" if step != k else ""
+    return f"use a {axis} that is a multiple of {step}{why}, e.g. {examples}"

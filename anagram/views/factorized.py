@@ -370,9 +370,9 @@ class _ScaleBase(FactorizedView):
     def params(self) -> dict[str, Any]:
         return {"factor": self.factor}
 
-    def size_problem(self, height: int, width: int) -> str | None:
+    def size_problem(self, height: int, width: int, multiple: int = 1) -> str | None:
         return super().size_problem(height, width) or divisibility_problem(
-            height, width, self.factor, self.factor, "downsampling blocks (side = factor)"
+            height, width, self.factor, self.factor, "downsampling blocks (side = factor)", multiple
         )
 
     def coarse(self, x: torch.Tensor) -> torch.Tensor:

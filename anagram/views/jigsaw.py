@@ -130,9 +130,9 @@ class JigsawView(PermutationView):
     def params(self) -> dict[str, Any]:
         return {"grid": self.grid, "seed": self.seed}
 
-    def size_problem(self, height: int, width: int) -> str | None:
+    def size_problem(self, height: int, width: int, multiple: int = 1) -> str | None:
         return super().size_problem(height, width) or divisibility_problem(
-            height, width, self.grid, self.grid, "piece grid"
+            height, width, self.grid, self.grid, "piece grid", multiple
         )
 
     def puzzle(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -201,7 +201,7 @@ class _GridPermutationView(PermutationView):
     def _size_hint(self) -> str:
         return ""
 
-    def size_problem(self, height: int, width: int) -> str | None:
+    def size_problem(self, height: int, width: int, multiple: int = 1) -> str | None:
         problem = super().size_problem(height, width)
         if problem is not None:
             return problem
@@ -214,7 +214,7 @@ class _GridPermutationView(PermutationView):
             except ViewError as error:
                 return str(error)
             return None
-        return divisibility_problem(height, width, rows, cols, self.grid_what) + self._size_hint()
+        return divisibility_problem(height, width, rows, cols, self.grid_what, multiple) + self._size_hint()
 
 
 def _seeded_randperm(n: int, seed: int) -> torch.Tensor:
@@ -431,8 +431,8 @@ class SquareHingeView(PermutationView):
     def params(self) -> dict[str, Any]:
         return {"grid": self.grid}
 
-    def size_problem(self, height: int, width: int) -> str | None:
-        problem = super().size_problem(height, width)
+    def size_problem(self, height: int, width: int, multiple: int = 1) -> str | None:
+        problem = super().size_problem(height, width, multiple)
         if problem is None and height < self.grid:
             problem = f"it needs at least {self.grid} pixels per side for its {self.grid}x{self.grid} squares"
         return problem
