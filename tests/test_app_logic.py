@@ -1,15 +1,14 @@
-"""The web app's logic apart from the page: form checks, tokenizer checks, served paths, stems."""
+"""The web app's logic apart from the page: form checks, unreadable prompts, served paths, stems."""
 
 from pathlib import Path
 
 import pytest
-from transformers import AutoTokenizer
 
-from anagram.app.checks import check_tokens, unknown_word
+from anagram.app.checks import check_readable
 from anagram.app.generation import GenerateForm, build_request, run
 from anagram.app.models import ModelPool, UnknownModelError
 from anagram.app.results import OutsideFolderError, inside
-from anagram.pipelines.loading import builtin_models
+from anagram.pipelines.vocabulary import prompt_warnings
 from anagram.views import ViewError
 
 
@@ -43,14 +42,22 @@ def test_form_mistakes_are_said_plainly(pool):
     assert build_request(form(), pool).method is None  # every switch off: the baseline
 
 
-def test_unknown_concept_words_and_long_prompts():
-    tokenizer = AutoTokenizer.from_pretrained(builtin_models()["digits"] / "tokenizer")
-    assert unknown_word(tokenizer, "banana") and not unknown_word(tokenizer, "six")
-    check_tokens(tokenizer, ["a digit six"])
-    with pytest.raises(ValueError, match="does not know the word 'banana'"):
-        check_tokens(tokenizer, ["a digit banana"])
-    with pytest.raises(ValueError, match="tokens long"):
-        check_tokens(tokenizer, ["a digit six and a digit six and a digit six"])
+def test_unknown_words_and_long_prompts_are_refused_in_the_words_of_the_command_line(pool, tmp_path):
+    """One check for the page, the command line and Python (`prompt_warnings`): the page refuses with
+    the sentence `anagram generate` warns with, which lists the words the model knows."""
+    pipe = pool.get("digits").pipe
+    check_readable(pipe, ["a digit six", "the number 9"], "digits")
+    with pytest.raises(ValueError, match="does not know 'banana'.*It knows: a, an, digit, .*zero, 0-9$"):
+        check_readable(pipe, ["a digit banana"], "digits")
+    with pytest.raises(ValueError, match="does not know 'cat'"):  # any word of the prompt, not only its concept
+        check_readable(pipe, ["a cat digit six"], "digits")
+    with pytest.raises(ValueError, match="cut off"):
+        check_readable(pipe, ["a handwritten drawing of the digit seven"], "digits")
+    prompts = ["a digit six", "a digit banana"]
+    with pytest.raises(ValueError) as error:
+        run(build_request(form(prompts=prompts), pool), [0], pool, tmp_path)
+    assert str(error.value) == "\n".join(prompt_warnings(pipe.tokenizer, prompts, "digits", pipe.text_encoder))
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_view_the_model_size_cannot_take_is_refused_before_sampling(pool, tmp_path):

@@ -163,3 +163,57 @@ def test_a_view_that_cannot_cut_a_latent_says_so_in_image_sizes():
                                         rf"by {factor}"):
         pipe(["a red fox", "a duck"], views=["identity", "jigsaw:5"], height=16 * factor, width=16 * factor,
              num_inference_steps=1, output_type="latent")
+
+
+def test_the_digits_model_knows_its_words_not_the_pieces_that_build_them(digits):
+    """Its tokenizer holds the BPE pieces its words are built of ('n</w>' ends "an", 'x</w>' ends
+    "six"); the text encoder reads them as the unknown token, so they are no words. The list said
+    'single letters: a, e, f, g, n, o, r, t, x', and 'a digit x' passed without a word."""
+    from anagram.pipelines.vocabulary import read_as_unknown
+
+    tokenizer, text_encoder = digits.pipe.tokenizer, digits.pipe.text_encoder
+    words = known_words(tokenizer, text_encoder)
+    assert {"a", "an", "six", "handwritten", "7"} <= set(words) and not set("efgnortx") & set(words)
+    assert {"n</w>", "x</w>", "hand"} <= read_as_unknown(tokenizer, text_encoder) and "six</w>" not in \
+        read_as_unknown(tokenizer, text_encoder)
+    [line] = digits.warnings(Request.build(["a digit x"]))
+    assert "does not know 'x'" in line and "It knows: a, an, digit, " in line and line.endswith("zero, 0-9")
+
+
+def test_a_view_the_model_size_cannot_take_is_refused_before_loading_with_sizes_the_cli_takes(tmp_path, monkeypatch):
+    """jigsaw:5 on the 32 px digits model: the hint said 30 or 35, which --size refuses (multiples of
+    8), and only once the weights were loaded. The folder's configs give the size: said first, 40."""
+    from anagram.runs.sizes import check_view_sizes, folder_grid
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the weights were loaded")
+
+    monkeypatch.setattr(LoadedModel, "load", classmethod(no_loading))
+    result = CliRunner().invoke(app, ["generate", "a digit six", "a digit nine", "--views", "identity,jigsaw:5",
+                                      "--out", str(tmp_path)], env={"COLUMNS": "300"})
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "not divisible by the 5x5 piece grid" in text, text
+    assert "multiple of 40 (5 for the view, 8 for the image size), e.g. 40 or 80" in text and "35" not in text
+    assert check_view_sizes(Request.build(["a", "b"], ["identity", "jigsaw:5"], size=40), folder_grid("digits")) is None
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("prompts,views\na digit six|a digit nine,identity|jigsaw:5\n")
+    result = CliRunner().invoke(app, ["batch", str(jobs), "--out", str(tmp_path / "b"), "--no-evaluate"],
+                                env={"COLUMNS": "300"})
+    text = " ".join(result.output.split())
+    assert result.exit_code != 0 and "jobs.csv:2:" in text and "e.g. 40 or 80" in text, text
+
+
+def test_model_folders_say_their_grid_and_hub_ids_do_not(tmp_path):
+    from anagram.runs.sizes import ModelGrid, check_view_sizes, folder_grid
+    from anagram.views import ViewError
+    from tiny_models import sd_components
+
+    assert folder_grid("digits") == ModelGrid(32, "pixel", 1, 1)
+    assert folder_grid("someone/some-model") is None and folder_grid(str(tmp_path)) is None
+    pipe = AnagramPipeline(**sd_components())
+    pipe.save_pretrained(tmp_path / "sd")
+    factor, side = pipe.vae_scale_factor, pipe.default_size()[0]
+    assert folder_grid(str(tmp_path / "sd")) == ModelGrid(side, "latent", factor, factor)
+    request = Request.build(["a", "b"], ["identity", "jigsaw:5"], model=str(tmp_path / "sd"), size=16 * factor)
+    with pytest.raises(ViewError, match=f"latent of the {16 * factor}x{16 * factor} image"):
+        check_view_sizes(request, folder_grid(request.model))

@@ -18,7 +18,7 @@ from ..method import method_from_switches
 from ..outputs.records import StoredSample
 from ..runs.request import Request
 from ..views import split_views
-from .checks import check_prompts, check_tokens
+from .checks import check_prompts, check_readable
 from .models import ModelPool
 from .results import save
 
@@ -97,11 +97,8 @@ def build_request(form: GenerateForm, pool: ModelPool) -> Request:
 def run(request: Request, seeds: Sequence[int], pool: ModelPool, out_dir: Path,
         on_progress: Callable[[int, int], None] | None = None) -> list[StoredSample]:
     """Draw the anagrams of ``request`` for ``seeds`` on the pool's model and write them to ``out_dir``."""
-    from ..pipelines.inputs import resolve_prompts
-
     with pool.using(request.model) as loaded:
-        check_tokens(getattr(loaded.pipe, "tokenizer", None), resolve_prompts(list(request.prompts), request.views,
-                                                                              request.style))
+        check_readable(loaded.pipe, loaded.pipe_prompts(request), loaded.source.name)
         seeds = [int(seed) for seed in seeds]
         batches = [seeds[start : start + BATCH_SIZE] for start in range(0, len(seeds), BATCH_SIZE)]
         total = loaded.total_steps(request, len(batches))

@@ -7,6 +7,12 @@ blob with no readable word. `prompt_warnings` finds such words (and prompts long
 tokenizer keeps) and says what the model knows; a full CLIP or T5 vocabulary spells any word, so it
 is not checked for words.
 
+What a model knows is what its text encoder can tell apart, not every piece of its tokenizer: the
+testbed tokenizers hold the BPE pieces that build each word (``n</w>`` ends "an", ``x</w>`` ends
+"six"), and those pieces read as the unknown token (their embedding is its embedding,
+`anagram.testbed.trainer.tie_fragment_embeddings`). Given the text encoder, `known_words` leaves
+them out, so ``digits`` is not said to know the letters e, f, g, n, o, r, t and x.
+
 Every anagram pipeline call warns with `warn_unreadable_prompts` (a Python `UnknownWordWarning`,
 before any step runs); `anagram generate`/`batch` print the same sentences (`anagram.runs.model`'s
 `LoadedModel.warnings`) and silence the pipeline's copy.
@@ -24,21 +30,38 @@ from typing import Sequence
 # A tokenizer this small was built for a closed set of words (the shipped testbed models); a full
 # CLIP or T5 vocabulary (tens of thousands of pieces) spells any word, so it is not checked.
 CLOSED_VOCABULARY_MAX = 1000
+ALPHABET_MIN = 3  # single letters listed apart ("single letters: a-z") only when there are this many
 
 
 class UnknownWordWarning(UserWarning):
     """A prompt holds a word the model cannot read, or is longer than its tokenizer keeps."""
 
 
-def known_words(tokenizer) -> list[str] | None:
+def read_as_unknown(tokenizer, text_encoder) -> set[str]:
+    """The tokens ``text_encoder`` cannot tell from the unknown token: their input embedding is its
+    embedding (the BPE pieces of the testbed models). Empty without a text encoder or an unknown token."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    embeddings = getattr(text_encoder, "get_input_embeddings", None)
+    if unk is None or embeddings is None:
+        return set()
+    weight = getattr(embeddings(), "weight", None)
+    if weight is None or weight.device.type == "meta" or not 0 <= unk < weight.shape[0]:
+        return set()
+    same = (weight.detach() == weight.detach()[unk]).all(dim=-1).tolist()
+    return {token for token, i in tokenizer.get_vocab().items() if i != unk and i < len(same) and same[i]}
+
+
+def known_words(tokenizer, text_encoder=None) -> list[str] | None:
     """The words a closed-vocabulary tokenizer spells as one token each; None for an open vocabulary.
 
     Whole words first, then the single letters (the ``glyphs`` model's letters a-z). Words are read
     from CLIP's BPE (``word</w>``) or SentencePiece (``▁word``) pieces; a small vocabulary in neither
-    form (no whole words found) is not checked either."""
+    form (no whole words found) is not checked either. With ``text_encoder``, pieces it reads as the
+    unknown token are no words (`read_as_unknown`)."""
     vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
     if not vocab or len(vocab) > CLOSED_VOCABULARY_MAX:
         return None
+    vocab = set(vocab) - read_as_unknown(tokenizer, text_encoder)
     words = {token[: -len("</w>")] for token in vocab if token.endswith("</w>") and not token.startswith("<|")}
     words |= {token[1:] for token in vocab if token.startswith("\u2581") and len(token) > 1}
     words = {w.lower() for w in words if any(ch.isalnum() for ch in w)}  # not punctuation
@@ -48,11 +71,17 @@ def known_words(tokenizer) -> list[str] | None:
 
 
 def describe_words(words: Sequence[str]) -> str:
-    """``an, digit, ..., zero, 0-9; single letters: a-z``: the words, then numerals and letters in short."""
+    """``an, digit, ..., zero, 0-9; single letters: a-z``: the words, then numerals and letters in short.
+
+    Letters are listed apart only as an alphabet (three or more: the ``glyphs`` model's a-z); the
+    article "a" alone is a word like the others (``a, an, digit, ...`` for ``digits``)."""
     singles = [w for w in words if len(w) == 1 and w.isalnum()]
     digits = sorted(w for w in singles if w.isdigit())
     letters = sorted(w for w in singles if not w.isdigit())
-    parts = [w for w in words if w not in singles]
+    if len(letters) < ALPHABET_MIN:
+        letters = []
+    apart = set(digits) | set(letters)
+    parts = sorted(w for w in words if w not in apart)
     if digits:
         parts.append("0-9" if len(digits) == 10 else ", ".join(digits))
     text = ", ".join(parts)
@@ -61,14 +90,15 @@ def describe_words(words: Sequence[str]) -> str:
     return text
 
 
-def prompt_warnings(tokenizer, prompts: Sequence[str], model: str) -> list[str]:
+def prompt_warnings(tokenizer, prompts: Sequence[str], model: str, text_encoder=None) -> list[str]:
     """What the model will not read in these prompts: words outside a closed vocabulary, and prompts
-    longer than the tokenizer keeps (their ends, where the concept usually is, are cut)."""
+    longer than the tokenizer keeps (their ends, where the concept usually is, are cut). Give the
+    ``text_encoder`` too: only then are the pieces it reads as unknown told from words."""
     from ..method import strip_concept_marks
     from ..method.concepts import TOKENIZER_LOCK
 
     found = []
-    words = known_words(tokenizer)
+    words = known_words(tokenizer, text_encoder)
     limit = getattr(tokenizer, "model_max_length", None)
     for prompt in prompts:
         plain = strip_concept_marks(prompt)
@@ -118,7 +148,7 @@ def warn_unreadable_prompts(pipe, prompts: Sequence[str]) -> list[str]:
     tokenizer = getattr(pipe, "tokenizer", None)
     if tokenizer is None:
         return []
-    found = prompt_warnings(tokenizer, prompts, model_label(pipe))
+    found = prompt_warnings(tokenizer, prompts, model_label(pipe), getattr(pipe, "text_encoder", None))
     if found:
         level = _caller_stacklevel()
         for line in found:
@@ -127,4 +157,4 @@ def warn_unreadable_prompts(pipe, prompts: Sequence[str]) -> list[str]:
 
 
 __all__ = ["CLOSED_VOCABULARY_MAX", "UnknownWordWarning", "describe_words", "known_words", "model_label",
-           "prompt_warnings", "warn_unreadable_prompts"]
+           "prompt_warnings", "read_as_unknown", "warn_unreadable_prompts"]

@@ -146,7 +146,8 @@ class LoadedModel:
         found = []
         tokenizer = getattr(self.pipe, "tokenizer", None)
         if tokenizer is not None:
-            found += prompt_warnings(tokenizer, self.pipe_prompts(request), self.source.name)
+            found += prompt_warnings(tokenizer, self.pipe_prompts(request), self.source.name,
+                                     getattr(self.pipe, "text_encoder", None))
         trained = self.trained_size()
         if request.size is not None and self.upscaler is not None:
             found.append(f"--size is not used with an upscaler: stage I makes {trained} px images and stage II "
