@@ -14,9 +14,10 @@ from .terminal import console, fail
 
 def evaluate(
     directory: Path = typer.Argument(..., help="An output folder of `anagram generate` or `anagram batch`."),
-    judge: str = typer.Option("auto", help="auto (the judge the samples' model declares: the digit classifier "
-                              "for --model digits, the glyph judge for --model glyphs), digits, glyphs, or "
-                              "clip:<CLIP id or folder> for real models."),
+    judge: str = typer.Option("auto", help="auto (the judge the samples' model declares: the second digit "
+                              "classifier digit_judge for --model digits, the glyph judge for --model glyphs), "
+                              "digit_judge, digits (the shipped digit classifier, also a balancing scorer), "
+                              "digits:<classifier folder>, glyphs, or clip:<CLIP id or folder> for real models."),
     sheet: bool = typer.Option(False, "--sheet", help="Also write the contact sheet, with the scores."),
 ):
     """Visual Anagrams metrics (alignment, concealment, success; segregation for glyphs) over every sample;
