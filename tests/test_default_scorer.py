@@ -145,3 +145,10 @@ def test_the_scorer_balances_with_the_declared_clip_in_python(monkeypatch):
                generator=torch.Generator().manual_seed(0), output_type="pt")
     assert torch.isfinite(out.images).all()
     assert calls == [str(GLYPH_CLIP_DIR)] * 3
+
+
+def test_built_in_models_are_the_generation_models_not_the_shipped_translator():
+    # anagram/models/typeset is a TranslationPipeline: `--model typeset` must not be offered or tried.
+    names = builtin_models()
+    assert {"digits", "glyphs"} <= set(names)
+    assert "typeset" not in names

@@ -24,8 +24,19 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
 def builtin_models() -> dict[str, Path]:
-    """``{name: folder}`` of the pipeline folders shipped in ``anagram/models/``."""
-    return {p.parent.name: p.parent for p in sorted(MODELS_DIR.glob("*/model_index.json"))}
+    """``{name: folder}`` of the generation models shipped in ``anagram/models/``.
+
+    Only diffusion pipelines (their ``model_index.json`` names a ``unet``): the shipped translators
+    (``typeset``, a ``TranslationPipeline``) sit beside them but are not models to generate with.
+    """
+    return {p.parent.name: p.parent for p in sorted(MODELS_DIR.glob("*/model_index.json")) if _has_unet(p)}
+
+
+def _has_unet(model_index: Path) -> bool:
+    try:
+        return "unet" in json.loads(model_index.read_text())
+    except (OSError, ValueError):
+        return False
 
 
 DEFAULTS_FILE = "anagram_defaults.json"
