@@ -11,6 +11,7 @@ chosen from measured baseline failure rates, and its tuning / held-out split, is
     python benchmarks/quality.py --threads 2                      # the glyph table in README (about 30 minutes)
     python benchmarks/quality.py --screen --threads 2             # re-measure the candidates, rewrite glyph_cases.json
     python benchmarks/quality.py --cases tuning --methods "baseline,full (glyph CLIP)" --seeds 4   # a quick look
+    python benchmarks/quality.py --methods "baseline,mtl (default),full (down-block maps)" --versus "mtl (default)"
     python benchmarks/quality.py --model digits --threads 1       # the digits table
 
 Printed per method and per group of cases (tuning, held-out, easy): failure rate, its paired change
@@ -309,13 +310,19 @@ def run_glyphs(args, parser) -> dict:
                 per[(name, group, case.name)] = scores
                 results["cases"].setdefault(case.name, {})[name] = {
                     k: round(mean_se(v)[0], 4) for k, v in scores.items()}
+                # per sample (seed order), so any paired difference can be recomputed from the JSON
+                results.setdefault("samples", {}).setdefault(case.name, {})[name] = {
+                    k: [round(float(x), 4) for x in v] for k, v in scores.items()}
                 if seconds:
                     spent, fresh = spent + seconds, fresh + 1
         results["methods"][name]["seconds_per_sample"] = spent / fresh if fresh else None
         print(f"  done: {name}", flush=True)
     if args.generate_only:
         return results
-    print_glyph_table(results, per, groups, chosen)
+    versus = args.versus if args.versus in chosen else None
+    if args.versus and versus is None:
+        print(f"--versus {args.versus!r} is not among the methods run: no second paired column")
+    print_glyph_table(results, per, groups, chosen, versus)
     return results
 
 
@@ -324,7 +331,8 @@ def group_scores(per, name, group, cases) -> dict[str, torch.Tensor]:
     return {k: torch.cat([per[(name, group, c.name)][k] for c in cases]) for k in keys}
 
 
-def print_glyph_table(results, per, groups, chosen) -> None:
+def print_glyph_table(results, per, groups, chosen, versus=None) -> None:
+    """The table per group; ``versus`` (a method name) adds a paired failure change against that method."""
     for group, cases in groups.items():
         print(f"\n{group} cases ({len(cases)}: {', '.join(c.name for c in cases)}), "
               f"{len(results['seeds'])} seeds each")
@@ -344,11 +352,24 @@ def print_glyph_table(results, per, groups, chosen) -> None:
             clip_a = f"{mean_se(s['clip_alignment'])[0]:6.3f}" if "clip_alignment" in s else f"{'-':>6s}"
             clip_c = f"{mean_se(s['clip_concealment'])[0]:6.3f}" if "clip_concealment" in s else f"{'-':>6s}"
             sec = results["methods"][name].get("seconds_per_sample")
+            extra = ""
+            row = {k: [round(x, 4) for x in mean_se(v)] for k, v in s.items()}
+            if versus is not None and name != versus:
+                other = group_scores(per, versus, group, cases)
+                d_fail, d_align = mean_se(s["failure"] - other["failure"]), mean_se(s["alignment"] - other["alignment"])
+                extra = f"  vs {versus}: failure {d_fail[0]:+.3f}±{d_fail[1]:.3f}, align {d_align[0]:+.3f}±{d_align[1]:.3f}"
+                row[f"failure_vs {versus}"] = [round(x, 4) for x in d_fail]
+                row[f"alignment_vs {versus}"] = [round(x, 4) for x in d_align]
+                if "clip_alignment" in s and "clip_alignment" in other:
+                    d_clip = mean_se(s["clip_alignment"] - other["clip_alignment"])
+                    extra += f", CLIP A {d_clip[0]:+.3f}±{d_clip[1]:.3f}"
+                    row[f"clip_alignment_vs {versus}"] = [round(x, 4) for x in d_clip]
+            if base is not None and name != "baseline":
+                row["failure_vs baseline"] = [round(x, 4) for x in mean_se(s["failure"] - base["failure"])]
             print(f"{name:26s} {fail:6.3f}±{fail_se:.3f} {vs:>13s} {mean_se(s['misread'])[0]:6.3f} "
                   f"{mean_se(s['segregated'])[0]:6.3f} {align:6.3f}±{align_se:.3f} {mean_se(s['concealment'])[0]:7.3f} "
-                  f"{clip_a} {clip_c} {sec if sec is None else round(sec, 2)!s:>6s}")
-            results.setdefault("groups", {}).setdefault(group, {})[name] = {
-                k: [round(x, 4) for x in mean_se(v)] for k, v in s.items()}
+                  f"{clip_a} {clip_c} {sec if sec is None else round(sec, 2)!s:>6s}{extra}")
+            results.setdefault("groups", {}).setdefault(group, {})[name] = row
         print("per case failure rate:")
         for case in cases:
             print(f"  {case.name:18s} " + " ".join(
@@ -500,7 +521,9 @@ def main(argv=None) -> None:
     parser.add_argument("--judge", default=None, help="digits: 'digits' (the shipped classifier) or a classifier folder")
     parser.add_argument("--cache", default=None, help="folder of finished samples to reuse (keyed by every parameter)")
     parser.add_argument("--generate-only", action="store_true", help="fill the --cache with samples, judge nothing")
-    parser.add_argument("--json", default=None, help="write every number (per case) as JSON")
+    parser.add_argument("--json", default=None, help="write every number (per case and per sample) as JSON")
+    parser.add_argument("--versus", default=None, help="glyphs: also print each row's paired change against this "
+                        "method (e.g. 'mtl (default)'), besides the change against the baseline")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     if args.threads:

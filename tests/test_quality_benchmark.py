@@ -133,3 +133,21 @@ def test_second_digit_judge_is_trained_apart(tmp_path):
     x = torch.rand(3, 1, 32, 32) * 2 - 1
     torch.testing.assert_close(loaded(x), model.eval()(x))
     assert train_digit_judge.JUDGE_CHANNELS != (32, 64, 96) and train_digit_judge.JUDGE_SEED != 0
+
+
+def test_table_pairs_rows_with_the_baseline_and_a_chosen_reference(capsys):
+    cases = [gq.Case.parse("rotate_180:b/q"), gq.Case.parse("flip:a/e")]
+    rows = {"baseline": [1.0, 1.0, 0.0, 0.0], "mtl (default)": [1.0, 1.0, 1.0, 0.0], "other": [0.0, 1.0, 1.0, 0.0]}
+    per = {}
+    for name, failure in rows.items():
+        for i, case in enumerate(cases):
+            f = torch.tensor(failure[2 * i: 2 * i + 2])
+            per[(name, "tuning", case.name)] = {"failure": f, "misread": f, "segregated": torch.zeros(2),
+                                                "alignment": 1 - f, "concealment": torch.ones(2)}
+    results = {"seeds": [0, 1], "methods": {name: {"seconds_per_sample": None} for name in rows}}
+    quality.print_glyph_table(results, per, {"tuning": cases}, list(rows), versus="mtl (default)")
+    other = results["groups"]["tuning"]["other"]
+    assert other["failure_vs baseline"][0] == pytest.approx(0.0)
+    assert other["failure_vs mtl (default)"][0] == pytest.approx(-0.25)  # paired over the same four samples
+    assert "failure_vs mtl (default)" not in results["groups"]["tuning"]["mtl (default)"]
+    assert "vs mtl (default): failure -0.250" in capsys.readouterr().out
