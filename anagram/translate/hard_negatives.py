@@ -70,11 +70,11 @@ def sharpened_handwriting(images: torch.Tensor, generator: torch.Generator) -> t
     return (blur * blurred + (1 - blur) * x).clamp(-1, 1)
 
 
-def elastic_typeset(images: torch.Tensor, generator: torch.Generator, amplitude: tuple[float, float] = (0.09, 0.16),
+def elastic_typeset(images: torch.Tensor, generator: torch.Generator, amplitude: tuple[float, float] = (0.09, 0.22),
                     coarse: int = 4) -> torch.Tensor:
     """Typeset renders warped by a smooth random displacement field: random offsets on a
-    ``coarse`` x ``coarse`` grid (``amplitude`` in half-canvas units: 0.09-0.16 is 1.4-2.6 px on 32 px; weaker
-    warps still looked typeset),
+    ``coarse`` x ``coarse`` grid (``amplitude`` in half-canvas units: 0.09-0.22 is 1.4-3.5 px on 32 px; weaker
+    warps still looked typeset, the strongest mangle a glyph while keeping a font's stroke),
     upsampled bicubically, so straight strokes wobble and curves change shape as a hand's would."""
     n, _, h, w = images.shape
     amp = _uniform(n, *amplitude, generator).reshape(n, 1, 1, 1)

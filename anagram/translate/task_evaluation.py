@@ -127,7 +127,7 @@ def hard_test_sets(task: DigitsTask, seed: int = 12345) -> dict[str, tuple[torch
             "warped typeset": (elastic_typeset(b, generator), 0)}
 
 
-def train_domain_classifier(out: str | Path | None = DOMAIN_CLASSIFIER_DIR, steps: int = 800, batch: int = 64,
+def train_domain_classifier(out: str | Path | None = DOMAIN_CLASSIFIER_DIR, steps: int = 1500, batch: int = 64,
                             seed: int = 0, task: DigitsTask | None = None, hard_negatives: bool = True):
     """Typeset (1) vs not typeset (0): real train renders against real handwritten train digits and, with
     ``hard_negatives``, the synthetic hard negatives made from those same train images (`domain_batch`).
