@@ -93,3 +93,22 @@ def test_training_script_writes_a_folder_that_loads(tmp_path):
     assert saved["seed"] == JUDGE_SEED and saved["role"] == "judge (never a scorer)" and 0 <= acc <= 1
     x = torch.rand(3, 1, 32, 32) * 2 - 1
     torch.testing.assert_close(load_classifier(out)(x), model.eval()(x))
+
+
+def test_two_judges_summary_pairs_samples_and_counts_agreement():
+    """benchmarks/digits_judges.py: paired changes against the baseline, the judges' agreement."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import digits_judges
+
+    first, second = digits_judges.JUDGES
+    ones, zeros = torch.ones(4), torch.zeros(4)
+    row = lambda a, b: {first: {"success": a, "alignment": a, "concealment": a},  # noqa: E731
+                        second: {"success": b, "alignment": b, "concealment": b}}
+    summary = digits_judges.summarize_rows({"baseline": row(zeros, zeros),
+                                            "steered": row(torch.tensor([1.0, 0, 0, 0]), ones)})
+    assert summary["steered"][first]["vs_baseline"][0] == pytest.approx(0.25)
+    assert summary["steered"][second]["vs_baseline"] == (1.0, 0.0)
+    assert summary["steered"]["agreement"] == 0.25 and summary["baseline"]["agreement"] == 1.0

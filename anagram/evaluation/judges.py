@@ -157,7 +157,8 @@ def make_judge(judge: str, model_names: set[str], models: Iterable[dict] = ()) -
     if judge.startswith("digits:") and judge[7:]:
         folder = Path(judge[7:]).expanduser()
         if not (folder / "model.safetensors").is_file():
-            raise ValueError(f"judge {judge!r}: {folder} is no digit classifier folder (config.json + model.safetensors)")
+            raise ValueError(f"judge {judge!r}: {folder} is no digit classifier folder "
+                             "(config.json + model.safetensors)")
         return DigitJudge(folder)
     raise ValueError(f"unknown judge {judge!r}: use auto, digit_judge, digits, glyphs, digits:<classifier folder> "
                      "or clip:<id or folder>")
