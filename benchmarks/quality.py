@@ -83,41 +83,50 @@ DIGIT_METHODS = {
 
 # -- glyphs ---------------------------------------------------------------------------------------------
 
-GLYPH_METHODS = {
-    "baseline": "baseline",
-    "balancing (attention)": MultiTask(**{**OFF, "balance": True, "scorer": "attention"}),
-    "balancing (glyph CLIP)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP}),
-    "rectification (bounded)": MultiTask(**{**OFF, "rectify": "bounded"}),
-    "rectification (product)": MultiTask(**{**OFF, "rectify": "product"}),
-    "anti-segregation": MultiTask(**{**OFF, "anti_segregation": AntiSegregation()}),
-    "full (attention)": MultiTask(scorer="attention"),
-    "full (glyph CLIP)": MultiTask(scorer=GLYPH_CLIP),
-    "mtl (default)": "mtl",
-    # variants measured against the reference formula on the tuning cases, confirmed on the held-out ones
-    "balancing (glyph CLIP relative)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
-                                                 balance_scores="relative"),
-    "balancing (glyph CLIP strength 2)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
-                                                   balance_strength=2.0),
-    "balancing (glyph CLIP strength 4)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
-                                                   balance_strength=4.0),
-    "anti-segregation (step 50)": MultiTask(**{**OFF, "anti_segregation": AntiSegregation(step_size=50.0)}),
-    "anti-segregation (step 500)": MultiTask(**{**OFF, "anti_segregation": AntiSegregation(step_size=500.0)}),
-    "full (no anti-seg)": MultiTask(scorer=GLYPH_CLIP, anti_segregation=None),
-    "full (no rectification)": MultiTask(scorer=GLYPH_CLIP, rectify=None),
-    "full (relative scores)": MultiTask(scorer=GLYPH_CLIP, balance_scores="relative"),
-    "full (strength 2)": MultiTask(scorer=GLYPH_CLIP, balance_strength=2.0),
-    "full (anti-seg step 50)": MultiTask(scorer=GLYPH_CLIP, anti_segregation=AntiSegregation(step_size=50.0)),
-    # balancing with its weights bounded: capped, tempered, or only later in the trajectory
-    "balancing (glyph CLIP cap 0.75)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
-                                                 balance_max_weight=0.75),
-    "balancing (glyph CLIP strength 0.5)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
-                                                     balance_strength=0.5),
-    "balancing (glyph CLIP from 1/2)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
-                                                 balance_start=0.5),
-    "full (cap 0.75)": MultiTask(scorer=GLYPH_CLIP, balance_max_weight=0.75),
-    # the cheaper anti-segregation: maps from the down blocks only (the extra pass stops after them)
-    "full (down-block maps)": MultiTask(anti_segregation=AntiSegregation(layers=("down",))),
-}
+def glyph_methods(clip: str = GLYPH_CLIP) -> dict:
+    """The glyph rows by name; ``clip`` is the ``clip:<folder>`` scorer of the rows named "glyph CLIP" (the
+    shipped one; ``--glyph-clip`` measures a candidate). "mtl (default)" is always what the model declares."""
+    GLYPH_CLIP = clip  # noqa: N806 - the rows below read as the module's constant
+    return {
+        "baseline": "baseline",
+        "balancing (attention)": MultiTask(**{**OFF, "balance": True, "scorer": "attention"}),
+        "balancing (glyph CLIP)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP}),
+        "rectification (bounded)": MultiTask(**{**OFF, "rectify": "bounded"}),
+        "rectification (product)": MultiTask(**{**OFF, "rectify": "product"}),
+        "anti-segregation": MultiTask(**{**OFF, "anti_segregation": AntiSegregation()}),
+        "full (attention)": MultiTask(scorer="attention"),
+        "full (glyph CLIP)": MultiTask(scorer=GLYPH_CLIP),
+        "mtl (default)": "mtl",
+        # variants measured against the reference formula on the tuning cases, confirmed on the held-out ones
+        "balancing (glyph CLIP relative)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
+                                                     balance_scores="relative"),
+        "balancing (glyph CLIP strength 2)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
+                                                       balance_strength=2.0),
+        "balancing (glyph CLIP strength 4)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
+                                                       balance_strength=4.0),
+        "anti-segregation (step 50)": MultiTask(**{**OFF, "anti_segregation": AntiSegregation(step_size=50.0)}),
+        "anti-segregation (step 500)": MultiTask(**{**OFF, "anti_segregation": AntiSegregation(step_size=500.0)}),
+        "full (no anti-seg)": MultiTask(scorer=GLYPH_CLIP, anti_segregation=None),
+        "full (no rectification)": MultiTask(scorer=GLYPH_CLIP, rectify=None),
+        "full (relative scores)": MultiTask(scorer=GLYPH_CLIP, balance_scores="relative"),
+        "full (strength 2)": MultiTask(scorer=GLYPH_CLIP, balance_strength=2.0),
+        "full (anti-seg step 50)": MultiTask(scorer=GLYPH_CLIP, anti_segregation=AntiSegregation(step_size=50.0)),
+        # balancing with its weights bounded: capped, tempered, or only later in the trajectory
+        "balancing (glyph CLIP cap 0.75)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
+                                                     balance_max_weight=0.75),
+        "balancing (glyph CLIP strength 0.5)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
+                                                         balance_strength=0.5),
+        "balancing (glyph CLIP from 1/2)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
+                                                     balance_start=0.5),
+        "full (cap 0.75)": MultiTask(scorer=GLYPH_CLIP, balance_max_weight=0.75),
+        # the cheaper anti-segregation: maps from the down blocks only (the extra pass stops after them)
+        "full (down-block maps)": MultiTask(anti_segregation=AntiSegregation(layers=("down",))),
+        "full (down-block maps, glyph CLIP)": MultiTask(scorer=GLYPH_CLIP,
+                                                        anti_segregation=AntiSegregation(layers=("down",))),
+    }
+
+
+GLYPH_METHODS = glyph_methods()
 # The rows of the README table (the others are measured by name with --methods).
 GLYPH_TABLE = ["baseline", "balancing (attention)", "balancing (glyph CLIP)", "rectification (bounded)",
                "anti-segregation", "full (attention)", "mtl (default)"]
@@ -271,12 +280,13 @@ def run_glyphs(args, parser) -> dict:
         return screen(args, pipe, judge, steps, guidance, cache)
 
     chosen = [m.strip() for m in args.methods.split(",")] if args.methods else GLYPH_TABLE
-    unknown = [m for m in chosen if m not in GLYPH_METHODS]
+    methods = glyph_methods(f"clip:{Path(args.glyph_clip).resolve()}") if args.glyph_clip else GLYPH_METHODS
+    unknown = [m for m in chosen if m not in methods]
     if unknown:
-        parser.error(f"unknown method(s) {unknown}; choose among: {', '.join(GLYPH_METHODS)}")
+        parser.error(f"unknown method(s) {unknown}; choose among: {', '.join(methods)}")
     clip_spec = f"clip:{Path(args.clip_judge).resolve()}" if args.clip_judge else GLYPH_CLIP
     clip_judge = CLIPJudge(clip_spec[5:]) if Path(clip_spec[5:]).exists() else None
-    scorers = {name: scorer_of(GLYPH_METHODS[name], declared) for name in chosen}
+    scorers = {name: scorer_of(methods[name], declared) for name in chosen}
     for name, scorer in scorers.items():  # the rule: the judge is never the scorer
         assert not same_network(scorer, "glyphs") and "glyph_judge" not in str(scorer), \
             f"{name}: the glyph judge cannot be a scorer of the table it judges"
@@ -290,12 +300,13 @@ def run_glyphs(args, parser) -> dict:
     print(f"glyph testbed: {n_cases} cases ({', '.join(f'{g} {len(c)}' for g, c in groups.items())}) x "
           f"{len(seeds)} seeds, {steps} steps, guidance {guidance}; judge: glyphs (+ segregation detector); "
           f"CLIP judge: {clip_spec if clip_judge else 'none'}", flush=True)
-    results: dict = {"model": "glyphs", "steps": steps, "guidance": guidance, "seeds": seeds, "judge": "glyphs",
+    results: dict = {"model": "glyphs", "glyph_clip": args.glyph_clip, "steps": steps, "guidance": guidance,
+                     "seeds": seeds, "judge": "glyphs",
                      "glyph_clip_weights": fingerprint(GLYPH_CLIP),
                      "clip_judge": clip_spec if clip_judge else None, "methods": {}, "cases": {}}
     per: dict = {}
     for name in chosen:
-        method = GLYPH_METHODS[name]
+        method = methods[name]
         results["methods"][name] = {"method": method_record(method), "scorer": scorers[name],
                                     "clip_column": clip_rows[name]}
         spent, fresh = 0.0, 0
@@ -518,6 +529,8 @@ def main(argv=None) -> None:
                         "(seeds 1000..1007) and write the case list")
     parser.add_argument("--clip-judge", default=None, help="glyphs: CLIP folder of the CLIP columns (default: the "
                         "shipped glyph CLIP, left out of rows that balance with it)")
+    parser.add_argument("--glyph-clip", default=None, help="glyphs: CLIP folder that the rows named 'glyph CLIP' "
+                        "balance with (default: the shipped one; 'mtl (default)' always uses the model's declared scorer)")
     parser.add_argument("--judge", default=None, help="digits: 'digits' (the shipped classifier) or a classifier folder")
     parser.add_argument("--cache", default=None, help="folder of finished samples to reuse (keyed by every parameter)")
     parser.add_argument("--generate-only", action="store_true", help="fill the --cache with samples, judge nothing")
