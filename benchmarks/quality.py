@@ -121,7 +121,7 @@ def glyph_methods(clip: str = GLYPH_CLIP) -> dict:
         "full (cap 0.75)": MultiTask(scorer=GLYPH_CLIP, balance_max_weight=0.75),
         # the cheaper anti-segregation: maps from the down blocks only (the extra pass stops after them)
         "full (down-block maps)": MultiTask(anti_segregation=AntiSegregation(layers=("down",))),
-        "full (down-block maps, glyph CLIP)": MultiTask(scorer=GLYPH_CLIP,
+        "full (down-block maps with glyph CLIP)": MultiTask(scorer=GLYPH_CLIP,
                                                         anti_segregation=AntiSegregation(layers=("down",))),
     }
 

@@ -151,3 +151,11 @@ def test_table_pairs_rows_with_the_baseline_and_a_chosen_reference(capsys):
     assert other["failure_vs mtl (default)"][0] == pytest.approx(-0.25)  # paired over the same four samples
     assert "failure_vs mtl (default)" not in results["groups"]["tuning"]["mtl (default)"]
     assert "vs mtl (default): failure -0.250" in capsys.readouterr().out
+
+
+def test_row_names_can_be_given_to_methods():
+    # --methods is comma-separated: a name with a comma could never be chosen
+    for name in [*quality.GLYPH_METHODS, *quality.DIGIT_METHODS]:
+        assert "," not in name, name
+    assert quality.glyph_methods("clip:/x")["balancing (glyph CLIP)"].scorer == "clip:/x"
+    assert quality.glyph_methods("clip:/x")["mtl (default)"] == "mtl"
