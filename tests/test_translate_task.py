@@ -120,6 +120,17 @@ def test_the_realism_networks_batches_hold_real_train_images_and_their_hard_nega
     assert any(torch.equal(plain[i], a[j]) for i in range(8) for j in range(len(a)))  # real handwritten digits
 
 
+def test_the_realism_network_is_a_function_of_its_seed():
+    """Whatever the process drew before, the same call trains the same network (its initial weights
+    were once taken from the process's random state, so another script shipped another network)."""
+    from anagram.translate.task_evaluation import train_domain_classifier
+
+    first = train_domain_classifier(None, steps=2, batch=8)[0].state_dict()
+    torch.rand(1000)
+    again = train_domain_classifier(None, steps=2, batch=8)[0].state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+
 def test_cli_trains_on_the_builtin_task(tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["translate", "train", "digits-to-typeset", "--out", str(tmp_path / "run"),

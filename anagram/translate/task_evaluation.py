@@ -50,12 +50,15 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------- the networks
-def _train(model: nn.Module, sample: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]], steps: int,
-           seed: int, lr: float = 3e-3) -> nn.Module:
-    """AdamW + one-cycle on batches from ``sample(generator)``, augmented as the testbed classifier's."""
+def _train(make: Callable[[], nn.Module], sample: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]],
+           steps: int, seed: int, lr: float = 3e-3) -> nn.Module:
+    """AdamW + one-cycle on batches from ``sample(generator)``, augmented as the testbed classifier's.
+    The network is built by ``make()`` after seeding: built before, its initial weights came from whatever
+    the process had drawn until then, and the same call gave another network in another script."""
     from ..testbed.classifier import augment
 
     torch.manual_seed(seed)
+    model = make()
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.15)
@@ -141,7 +144,7 @@ def train_domain_classifier(out: str | Path | None = DOMAIN_CLASSIFIER_DIR, step
         return domain_batch(a, b.images, b.count, batch, generator, hard_negatives)
 
     started = time.time()
-    model = _train(DigitClassifier(num_classes=2), sample, steps, seed)
+    model = _train(lambda: DigitClassifier(num_classes=2), sample, steps, seed)
     accuracy = {name: _accuracy(model, images, torch.full((len(images),), label, dtype=torch.long))
                 for name, (images, label) in hard_test_sets(task).items()}
     if out is not None:
@@ -166,7 +169,7 @@ def train_typeset_digit_classifier(out: str | Path | None = TYPESET_DIGITS_DIR, 
         return renders.images(index.tolist()), renders.labels[index]
 
     started = time.time()
-    model = _train(DigitClassifier(num_classes=10), sample, steps, seed)
+    model = _train(lambda: DigitClassifier(num_classes=10), sample, steps, seed)
     task = load_task()
     accuracy = _accuracy(model, task.test_b.images(), task.test_labels_b)
     if out is not None:
