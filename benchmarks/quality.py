@@ -24,9 +24,10 @@ The glyph judge is no scorer at all (asserted for every row); the CLIP column is
 a row whose balancing scorer is the CLIP that would judge it (pass ``--clip-judge`` a separately
 trained CLIP to judge every row).
 
-**Digits testbed** (``--model digits``): 11 digit pairs x views, judged by the shipped digit
-classifier (``--judge digits``) or by a separately trained one (``--judge FOLDER``); the classifier
-scorer rows are measured by their own scorer when the judge is the shipped classifier (marked).
+**Digits testbed** (``--model digits``): 11 digit pairs x views, judged by the second digit
+classifier (``anagram/models/digit_judge``, the default, no scorer), by the shipped one
+(``--judge digits``, which is also a scorer: its classifier-scorer rows then measure their own
+scorer, marked) or by any classifier folder (``--judge FOLDER``).
 """
 
 from __future__ import annotations
@@ -72,12 +73,12 @@ DIGIT_METHODS = {
     "balancing (attention)": MultiTask(**{**OFF, "balance": True, "scorer": "attention"}),
     "balancing (classifier)": MultiTask(**{**OFF, "balance": True, "scorer": "digits"}),
     "rectification": MultiTask(**{**OFF, "rectify": "product"}),
-    "anti-segregation": MultiTask(**{**OFF, "anti_segregation": AntiSegregation()}),
-    "anti-segregation (step 500)": MultiTask(**{**OFF, "anti_segregation": AntiSegregation(step_size=500.0)}),
-    "full (attention scorer)": MultiTask(scorer="attention"),
-    "full (classifier scorer)": MultiTask(scorer="digits"),
+    "anti-segregation": MultiTask(**{**OFF, "anti_segregation": AntiSegregation.reference()}),
+    "anti-segregation (step 500)": MultiTask(**{**OFF, "anti_segregation": AntiSegregation.reference(step_size=500.0)}),
+    "full (attention scorer)": MultiTask(scorer="attention", anti_segregation=AntiSegregation.reference()),
+    "full (classifier scorer)": MultiTask(scorer="digits", anti_segregation=AntiSegregation.reference()),
     "full (down-block maps)": MultiTask(scorer="attention", anti_segregation=AntiSegregation(layers=("down",))),
-    "full (anti-seg every 2nd step)": MultiTask(scorer="attention", anti_segregation=AntiSegregation(interval=2)),
+    "full (anti-seg every 2nd step)": MultiTask(scorer="attention", anti_segregation=AntiSegregation.reference(interval=2)),
     "baseline (shared uncond)": ("baseline", True),
 }
 
@@ -93,10 +94,11 @@ def glyph_methods(clip: str = GLYPH_CLIP) -> dict:
         "balancing (glyph CLIP)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP}),
         "rectification (bounded)": MultiTask(**{**OFF, "rectify": "bounded"}),
         "rectification (product)": MultiTask(**{**OFF, "rectify": "product"}),
-        "anti-segregation": MultiTask(**{**OFF, "anti_segregation": AntiSegregation()}),
-        "full (attention)": MultiTask(scorer="attention"),
-        "full (glyph CLIP)": MultiTask(scorer=GLYPH_CLIP),
-        "mtl (default)": "mtl",
+        "anti-segregation": MultiTask(**{**OFF, "anti_segregation": AntiSegregation.reference()}),
+        "full (attention)": MultiTask(scorer="attention", anti_segregation=AntiSegregation.reference()),
+        "full (glyph CLIP)": MultiTask(scorer=GLYPH_CLIP, anti_segregation=AntiSegregation.reference()),
+        "mtl (default)": "mtl",  # since record version 2: anti-segregation maps from the down blocks
+        "mtl (reference maps)": MultiTask(anti_segregation=AntiSegregation.reference()),  # the default until then
         # variants measured against the reference formula on the tuning cases, confirmed on the held-out ones
         "balancing (glyph CLIP relative)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
                                                      balance_scores="relative"),
@@ -104,13 +106,14 @@ def glyph_methods(clip: str = GLYPH_CLIP) -> dict:
                                                        balance_strength=2.0),
         "balancing (glyph CLIP strength 4)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
                                                        balance_strength=4.0),
-        "anti-segregation (step 50)": MultiTask(**{**OFF, "anti_segregation": AntiSegregation(step_size=50.0)}),
-        "anti-segregation (step 500)": MultiTask(**{**OFF, "anti_segregation": AntiSegregation(step_size=500.0)}),
+        "anti-segregation (step 50)": MultiTask(**{**OFF, "anti_segregation": AntiSegregation.reference(step_size=50.0)}),
+        "anti-segregation (step 500)": MultiTask(**{**OFF, "anti_segregation": AntiSegregation.reference(step_size=500.0)}),
         "full (no anti-seg)": MultiTask(scorer=GLYPH_CLIP, anti_segregation=None),
-        "full (no rectification)": MultiTask(scorer=GLYPH_CLIP, rectify=None),
-        "full (relative scores)": MultiTask(scorer=GLYPH_CLIP, balance_scores="relative"),
-        "full (strength 2)": MultiTask(scorer=GLYPH_CLIP, balance_strength=2.0),
-        "full (anti-seg step 50)": MultiTask(scorer=GLYPH_CLIP, anti_segregation=AntiSegregation(step_size=50.0)),
+        "full (no rectification)": MultiTask(scorer=GLYPH_CLIP, rectify=None, anti_segregation=AntiSegregation.reference()),
+        "full (relative scores)": MultiTask(scorer=GLYPH_CLIP, balance_scores="relative",
+                                            anti_segregation=AntiSegregation.reference()),
+        "full (strength 2)": MultiTask(scorer=GLYPH_CLIP, balance_strength=2.0, anti_segregation=AntiSegregation.reference()),
+        "full (anti-seg step 50)": MultiTask(scorer=GLYPH_CLIP, anti_segregation=AntiSegregation.reference(step_size=50.0)),
         # balancing with its weights bounded: capped, tempered, or only later in the trajectory
         "balancing (glyph CLIP cap 0.75)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
                                                      balance_max_weight=0.75),
@@ -118,7 +121,7 @@ def glyph_methods(clip: str = GLYPH_CLIP) -> dict:
                                                          balance_strength=0.5),
         "balancing (glyph CLIP from 1/2)": MultiTask(**{**OFF, "balance": True, "scorer": GLYPH_CLIP},
                                                      balance_start=0.5),
-        "full (cap 0.75)": MultiTask(scorer=GLYPH_CLIP, balance_max_weight=0.75),
+        "full (cap 0.75)": MultiTask(scorer=GLYPH_CLIP, balance_max_weight=0.75, anti_segregation=AntiSegregation.reference()),
         # the cheaper anti-segregation: maps from the down blocks only (the extra pass stops after them)
         "full (down-block maps)": MultiTask(anti_segregation=AntiSegregation(layers=("down",))),
         "full (down-block maps with glyph CLIP)": MultiTask(scorer=GLYPH_CLIP,
@@ -129,7 +132,7 @@ def glyph_methods(clip: str = GLYPH_CLIP) -> dict:
 GLYPH_METHODS = glyph_methods()
 # The rows of the README table (the others are measured by name with --methods).
 GLYPH_TABLE = ["baseline", "balancing (attention)", "balancing (glyph CLIP)", "rectification (bounded)",
-               "anti-segregation", "full (attention)", "mtl (default)"]
+               "anti-segregation", "full (attention)", "mtl (reference maps)", "mtl (default)"]
 
 
 def method_record(method) -> object:
@@ -459,6 +462,7 @@ class _DigitPairJudge:
 
 def run_digits(args, parser) -> dict:
     from anagram.testbed import CLASSIFIER_DIR
+    from anagram.testbed.train_digit_judge import DIGIT_JUDGE_DIR
     from anagram.testbed.classifier import load_classifier
 
     defaults = json.loads((DIGITS_MODEL_DIR / "anagram_defaults.json").read_text())
@@ -466,7 +470,9 @@ def run_digits(args, parser) -> dict:
     guidance = args.guidance if args.guidance is not None else defaults["guidance_scale"]
     pipe = AnagramPipeline.from_pretrained(DIGITS_MODEL_DIR)
     pipe.set_progress_bar_config(disable=True)
-    judge_dir = Path(args.judge) if args.judge not in (None, "digits") else CLASSIFIER_DIR
+    # the default judge is the second digit classifier: the shipped one is also a scorer (--scorer digits)
+    judge_dir = {None: DIGIT_JUDGE_DIR, "digits": CLASSIFIER_DIR, "digit_judge": DIGIT_JUDGE_DIR}.get(args.judge)
+    judge_dir = judge_dir or Path(args.judge)
     own = judge_dir.resolve() == CLASSIFIER_DIR.resolve()
     classifier = load_classifier(judge_dir)
     chosen = [m.strip() for m in args.methods.split(",")] if args.methods else list(DIGIT_METHODS)
@@ -531,7 +537,7 @@ def main(argv=None) -> None:
                         "shipped glyph CLIP, left out of rows that balance with it)")
     parser.add_argument("--glyph-clip", default=None, help="glyphs: CLIP folder that the rows named 'glyph CLIP' "
                         "balance with (default: the shipped one; 'mtl (default)' always uses the model's declared scorer)")
-    parser.add_argument("--judge", default=None, help="digits: 'digits' (the shipped classifier) or a classifier folder")
+    parser.add_argument("--judge", default=None, help="digits: 'digit_judge' (default: the second classifier, no scorer), 'digits' (the shipped classifier, also a scorer) or a classifier folder")
     parser.add_argument("--cache", default=None, help="folder of finished samples to reuse (keyed by every parameter)")
     parser.add_argument("--generate-only", action="store_true", help="fill the --cache with samples, judge nothing")
     parser.add_argument("--json", default=None, help="write every number (per case and per sample) as JSON")

@@ -125,7 +125,7 @@ def main(argv=None) -> None:
         return name, n, anagram_call(n, method, **kwargs), getattr(method, "anti_segregation", None)
 
     down_only = AntiSegregation(layers=("down",))
-    every_other = AntiSegregation(interval=2)
+    every_other = AntiSegregation.reference(interval=2)
     # Balancing rows name the attention scorer: the default ("auto") resolves to the hub CLIP for a
     # model that declares none, which needs a download (this benchmark runs offline) and adds a VAE
     # decode and a CLIP pass per step that the benchmark's small random VAE would not price right.
@@ -139,9 +139,10 @@ def main(argv=None) -> None:
         anagram_row("balancing only (attention scorer) N=2", 2, MultiTask(**{**OFF, "balance": True, "scorer": att})),
         anagram_row("rectification only N=2", 2, MultiTask(**{**OFF, "rectify": "product"})),
         anagram_row("anti-segregation only (down+up) N=2", 2,
-                    MultiTask(**{**OFF, "anti_segregation": AntiSegregation()})),
+                    MultiTask(**{**OFF, "anti_segregation": AntiSegregation.reference()})),
         anagram_row("anti-segregation only (down) N=2", 2, MultiTask(**{**OFF, "anti_segregation": down_only})),
-        anagram_row("full method (down+up maps) N=2", 2, MultiTask(scorer=att)),
+        anagram_row("full method (down+up maps) N=2", 2,
+                    MultiTask(scorer=att, anti_segregation=AntiSegregation.reference())),
         anagram_row("full method (down maps) N=2", 2, MultiTask(scorer=att, anti_segregation=down_only)),
         anagram_row("full method (down+up, every 2nd step) N=2", 2,
                     MultiTask(scorer=att, anti_segregation=every_other)),

@@ -182,7 +182,7 @@ def test_only_the_output_folder_is_served(served, tmp_path):
         assert error.value.code == 403
     record = next(config.out_dir.glob("*.json"))
     with urllib.request.urlopen(f"{url}gradio_api/file={record}") as response:
-        assert json.loads(response.read())["record_version"] == 1
+        assert json.loads(response.read())["record_version"] == 2
 
 
 def test_browse_pages_through_a_folder(served, browser):

@@ -166,7 +166,7 @@ def build_generate_tab(config: AppConfig) -> None:
                     anti_seg = gr.Checkbox(False, label="Anti-segregation", elem_id="anti-seg")
                     step_size = gr.Number(5.0, label="step size")
                     fraction = gr.Number(round(26 / 30, 3), label="fraction of steps")
-                    layers = gr.Textbox("down,up", label="layers")
+                    layers = gr.Textbox("down", label="layers (reference: down,up)")
                     interval = gr.Number(1, precision=0, minimum=1, label="every k-th step")
                 share_uncond = gr.Checkbox(False, label="Share the unconditional branch (faster, approximate)")
             generate = gr.Button("Generate", variant="primary", elem_id="generate")

@@ -51,7 +51,7 @@ def generate(
     anti_seg_step_size: Optional[float] = typer.Option(None, help="Anti-segregation gradient step (default 5)."),
     anti_seg_fraction: Optional[float] = typer.Option(None, help="Share of steps with anti-segregation (26/30)."),
     anti_seg_resolution: Optional[int] = typer.Option(None, help="Attention map side (default: auto)."),
-    anti_seg_layers: Optional[str] = typer.Option(None, help="UNet blocks for the maps, e.g. down,up."),
+    anti_seg_layers: Optional[str] = typer.Option(None, help="UNet blocks for the maps: down (default) or down,up (the reference)."),
     anti_seg_interval: Optional[int] = typer.Option(None, help="Anti-segregation on every k-th step only."),
     upscaler: Optional[str] = typer.Option(None, help="DeepFloyd IF stage II id/folder, or 'none'."),
     cpu_offload: bool = typer.Option(False, "--cpu-offload", help="Model CPU offload (accelerate)."),

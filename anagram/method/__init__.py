@@ -9,7 +9,9 @@ Rooms: `switches` (`MultiTask`, `AntiSegregation`: what users set and outputs re
 from .concepts import ConceptError, parse_concept, strip_concept_marks
 from .hooks import MethodHooks, predicted_clean
 from .switches import (
+    DEFAULT_ANTI_SEGREGATION_LAYERS,
     REFERENCE_ANTI_SEGREGATION_FRACTION,
+    REFERENCE_ANTI_SEGREGATION_LAYERS,
     AntiSegregation,
     MultiTask,
     json_safe,
@@ -18,7 +20,9 @@ from .switches import (
 )
 
 __all__ = [
+    "DEFAULT_ANTI_SEGREGATION_LAYERS",
     "REFERENCE_ANTI_SEGREGATION_FRACTION",
+    "REFERENCE_ANTI_SEGREGATION_LAYERS",
     "AntiSegregation",
     "ConceptError",
     "MethodHooks",

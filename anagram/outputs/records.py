@@ -27,7 +27,11 @@ from ..views import View, parse_view
 from .atomic import read_png_metadata, write_json, write_png
 from .pictures import view_strip
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
+# Version 1 differs only in what the method name "mtl" meant: anti-segregation maps from the UNet's down
+# and up blocks (the reference); since version 2 the default takes them from the down blocks only. A
+# version-1 record is read with that meaning spelled out, so it still regenerates its own image.
+V1_MTL_METHOD = {"anti_segregation": {"layers": ["down", "up"]}}
 METRICS_FILE = "metrics.csv"  # per-sample scores of a folder (`anagram evaluate`), a "stem" column
 IMAGE_SUFFIX, STRIP_SUFFIX, RECORD_SUFFIX = ".png", ".views.png", ".json"
 
@@ -90,9 +94,14 @@ class SampleRecord:
         if not isinstance(payload, dict):
             raise RecordError(f"{source} is not a sample record (a JSON object written by `anagram generate`)")
         version = payload.get("record_version")
+        if version == 1:
+            payload = {**payload, "record_version": RECORD_VERSION}
+            if payload.get("method") == "mtl":
+                payload["method"] = V1_MTL_METHOD
+            version = RECORD_VERSION
         if version != RECORD_VERSION:
             raise RecordError(f"{source}: unsupported record version {version!r} (this version of anagram reads "
-                              f"version {RECORD_VERSION})")
+                              f"versions 1 and {RECORD_VERSION})")
         known = {f.name for f in fields(cls)}
         required = ("prompts", "full_prompts", "views", "seed", "num_inference_steps", "guidance_scale", "model")
         missing = [name for name in required if name not in payload]

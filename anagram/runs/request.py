@@ -81,6 +81,12 @@ class Request:
             return "baseline"
         return "mtl" if self.method == MultiTask() else self.method.to_dict()
 
+    def method_settings(self) -> str | dict:
+        """Every setting of the method (``"baseline"`` or the full dict): what the key hashes, so that
+        a change of what ``"mtl"`` means (its anti-segregation maps moved from down+up to down blocks
+        in record version 2) gives new keys and never mixes old and new samples in one folder."""
+        return "baseline" if self.method is None else self.method.to_dict()
+
     def key(self) -> str:
         """A short stable hash of everything that changes the images (the seeds aside): prompts as
         typed (case included), views with their parameters, method, style, negative prompt, model,
@@ -90,7 +96,7 @@ class Request:
             "prompts": list(self.prompts), "views": self.view_configs(), "style": self.style,
             "negative_prompt": self.negative_prompt, "model": self.model, "revision": self.revision,
             "steps": self.steps, "guidance_scale": self.guidance_scale, "size": self.size,
-            "dtype": self.dtype, "method": self.method_record(), "upscaler": self.upscaler,
+            "dtype": self.dtype, "method": self.method_settings(), "upscaler": self.upscaler,
             "upscaler_steps": self.upscaler_steps,
         }
         if self.share_unconditional:  # only when on, so the keys of earlier batch folders stay valid

@@ -147,7 +147,10 @@ DEFAULTS = {
     "value_range": [-1.0, 1.0],
     "concept": "last word of the prompt (the digit word or numeral)",
     "digit_words": list(DIGIT_WORDS),
-    # the balancing scorer of --method mtl: not the digit classifier, which judges this model's tables
+    # the judge of this model's tables: the second digit classifier, which no scorer uses
+    # (anagram/testbed/train_digit_judge.py); the shipped classifier is a scorer by name (--scorer digits)
+    "judge": "digit_judge",
+    # the balancing scorer of --method mtl: the attention share (no extra network)
     "scorer": "attention",
 }
 
