@@ -1,9 +1,11 @@
 """Speed and memory of anagram sampling against plain diffusers, side by side in one run.
 
 Builds the full-size Stable Diffusion 1.5 UNet from its known configuration with random weights (no
-download; the cost is the real one) plus a small VAE and text encoder, then times, per denoising
+download; the cost is the real one) and its VAE plus a small text encoder, then times, per denoising
 step: diffusers' `StableDiffusionPipeline` (UNet batch 2), the anagram baseline with N = 2 and 3,
-the shared unconditional branch, each multi-task component alone and the full method. Prints wall
+the shared unconditional branch, each multi-task component alone and the full method (with the
+attention scorer, and with a random CLIP of the default hub CLIP's shape, which decodes the predicted
+clean sample with the VAE at every step). Prints wall
 time per step, peak memory above the loaded models, and ratios to N x plain.
 
     python benchmarks/speed.py --quick        # 16x16 latent, 3 steps: about 2 minutes on 2 CPU cores
@@ -18,13 +20,15 @@ is the resident set size sampled every millisecond on CPU (Linux), `max_memory_a
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from tiny_models import clip_tokenizer  # noqa: E402  (the in-memory tokenizer the tests use)
@@ -50,12 +54,30 @@ def build_components(seed: int = 0) -> dict:
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=768, intermediate_size=768, num_hidden_layers=1, num_attention_heads=8,
         max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1)).eval()
-    vae = AutoencoderKL(block_out_channels=(32, 32, 32, 32), down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=8).eval()
+    vae = AutoencoderKL(**SD15_VAE).eval()
     unet = UNet2DConditionModel(**SD15_UNET).eval()
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                               set_alpha_to_one=False, steps_offset=1)
     return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
+
+
+# Stable Diffusion 1.5's VAE (83M parameters): only the CLIP-scorer row decodes (every other row stops at
+# the latent), and there the decode of the predicted clean sample at every step is part of the real cost.
+SD15_VAE = dict(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2, norm_num_groups=32)
+
+
+def random_clip_folder(tokenizer, folder: Path) -> Path:
+    """A CLIP of openai/clip-vit-base-patch32's shape (ViT-B/32 vision tower, 12-layer text tower) with
+    random weights, saved where the ``clip:<folder>`` scorer loads it: the default scorer's cost
+    without its download."""
+    torch.manual_seed(0)
+    config = CLIPConfig(text_config=dict(vocab_size=len(tokenizer), max_position_embeddings=77, bos_token_id=0,
+                                         eos_token_id=1, pad_token_id=1),
+                        vision_config=dict(image_size=224, patch_size=32), projection_dim=512)
+    CLIPModel(config).eval().save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 def time_call(fn, steps: int, device: torch.device, repeats: int, memory: bool = True) -> tuple[float, int | None]:
@@ -127,9 +149,11 @@ def main(argv=None) -> None:
     down_only = AntiSegregation(layers=("down",))
     every_other = AntiSegregation.reference(interval=2)
     # Balancing rows name the attention scorer: the default ("auto") resolves to the hub CLIP for a
-    # model that declares none, which needs a download (this benchmark runs offline) and adds a VAE
-    # decode and a CLIP pass per step that the benchmark's small random VAE would not price right.
+    # model that declares none, which needs a download (this benchmark runs offline). The CLIP row
+    # prices that default with a random CLIP of the same shape: a VAE decode of the predicted clean
+    # sample and a CLIP pass over each view at every step.
     att = "attention"
+    clip_dir = Path(tempfile.mkdtemp(prefix="speed-clip-"))
     rows = [
         ("plain diffusers, 1 image (UNet batch 2)", 1, plain_call(1), None),
         ("plain diffusers, 2 images (UNet batch 4)", 2, plain_call(2), None),
@@ -146,19 +170,27 @@ def main(argv=None) -> None:
         anagram_row("full method (down maps) N=2", 2, MultiTask(scorer=att, anti_segregation=down_only)),
         anagram_row("full method (down+up, every 2nd step) N=2", 2,
                     MultiTask(scorer=att, anti_segregation=every_other)),
+        # balancing runs on every step, so this row is read per step, not projected (settings None)
+        anagram_row("full method, CLIP scorer (ViT-B/32 shape) N=2", 2, MultiTask(scorer=f"clip:{clip_dir}"))[:3]
+        + (None,),
     ]
     if args.only:
         wanted = [part.strip() for part in args.only.split(",") if part.strip()]
         rows = rows[:3] + [row for row in rows[3:] if any(part in row[0] for part in wanted)]
+    if any("CLIP scorer" in row[0] for row in rows):
+        random_clip_folder(components["tokenizer"], clip_dir)
     print(f"device {device}, threads {torch.get_num_threads()}, latent {latent}x{latent}, {steps} steps, "
           f"SD 1.5 UNet {sum(p.numel() for p in components['unet'].parameters()) / 1e6:.0f}M parameters")
     results = {}
-    with torch.no_grad():
-        for name, n, fn, _ in rows:
-            # --quick measures memory only where the memory target compares (same UNet batch, anti-seg off)
-            memory = not args.no_memory and (not args.quick or name in MEMORY_ROWS)
-            results[name] = (n, *time_call(fn, steps, device, repeats, memory=memory))
-            print(f"  measured {name}", file=sys.stderr)
+    try:
+        with torch.no_grad():
+            for name, n, fn, _ in rows:
+                # --quick measures memory only where the memory target compares (same UNet batch, anti-seg off)
+                memory = not args.no_memory and (not args.quick or name in MEMORY_ROWS)
+                results[name] = (n, *time_call(fn, steps, device, repeats, memory=memory))
+                print(f"  measured {name}", file=sys.stderr)
+    finally:
+        shutil.rmtree(clip_dir, ignore_errors=True)
     plain_step = results[rows[0][0]][1]
     baseline = {n: results[f"anagram baseline N={n}"][1] for n in (2, 3) if f"anagram baseline N={n}" in results}
     print(f"\n{'configuration':44s} {'s/step':>8s} {'x N*plain':>10s} {'x baseline':>11s} {'extra MiB':>10s}")
