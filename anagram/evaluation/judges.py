@@ -43,19 +43,12 @@ class DigitJudge:
         self._classifier = None
 
     def __call__(self, views: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
-        from ..testbed.judge import digit_of_prompt, digit_score_matrix
+        from ..testbed.classifier import load_classifier
+        from ..testbed.judge import digit_score_matrix
 
-        if self.folder is None:
-            return digit_score_matrix(views, prompts)
-        from ..testbed.classifier import classify, load_classifier
-
-        digits = torch.tensor([digit_of_prompt(p) for p in prompts])  # first: a prompt naming no digit fails early
-        if self._classifier is None:
+        if self.folder is not None and self._classifier is None:
             self._classifier = load_classifier(self.folder)
-        probs = classify(views, self._classifier, value_range=(0.0, 1.0)).cpu()
-        scores = probs[:, digits]
-        return {"scores": scores, "logits": scores.clamp_min(1e-12).log(), "predicted": probs.argmax(-1),
-                "targets": digits}
+        return digit_score_matrix(views, prompts, self._classifier)
 
 
 def digit_judge_folder() -> Path:

@@ -25,10 +25,10 @@ def digit_of_prompt(prompt: str) -> int:
     raise ValueError(f"prompt {prompt!r} names no digit: its last word must be a digit word (zero..nine) or 0-9")
 
 
-def digit_probabilities(view_images: torch.Tensor, value_range=(-1.0, 1.0)) -> torch.Tensor:
-    """Class probabilities ``(..., 10)`` of images ``(..., C, H, W)``."""
+def digit_probabilities(view_images: torch.Tensor, value_range=(-1.0, 1.0), classifier=None) -> torch.Tensor:
+    """Class probabilities ``(..., 10)`` of images ``(..., C, H, W)`` (``classifier`` None: the shipped one)."""
     flat = view_images.flatten(0, -4)
-    return classify(flat, value_range=value_range).view(*view_images.shape[:-3], 10)
+    return classify(flat, classifier, value_range=value_range).view(*view_images.shape[:-3], 10)
 
 
 class DigitScorer:
@@ -46,11 +46,12 @@ class DigitScorer:
         return own.transpose(0, 1).clamp(1e-4, 1.0)
 
 
-def digit_score_matrix(view_images: torch.Tensor, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+def digit_score_matrix(view_images: torch.Tensor, prompts: Sequence[str], classifier=None) -> dict[str, torch.Tensor]:
     """For one sample's views ``(N, C, H, W)`` in [0, 1]: ``S[i, j] = p(digit of prompt j | view i)``,
-    log-probability logits, the predicted class of each view and the targets."""
-    digits = torch.tensor([digit_of_prompt(p) for p in prompts])
-    probs = digit_probabilities(view_images, value_range=(0.0, 1.0))  # (N, 10)
+    log-probability logits, the predicted class of each view and the targets (``classifier`` None: the
+    shipped one; else any loaded digit classifier, e.g. the second one that judges)."""
+    digits = torch.tensor([digit_of_prompt(p) for p in prompts])  # first: a prompt naming no digit fails early
+    probs = digit_probabilities(view_images, value_range=(0.0, 1.0), classifier=classifier).cpu()  # (N, 10)
     scores = probs[:, digits]
     return {"scores": scores, "logits": scores.clamp_min(1e-12).log(), "predicted": probs.argmax(-1),
             "targets": digits}
